@@ -1,0 +1,51 @@
+"""Upcasters: pure steps that lift a stored event payload to the next schema version.
+
+Old events stay in the stream as they were written; they are upgraded on read,
+step by step (v1 -> v2 -> v3), before validation against the current model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from events.catalog import EVENT_TYPES
+
+__all__ = ["UPCASTERS", "UnknownEventError", "Upcaster", "current_version", "upcast"]
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class UnknownEventError(ValueError):
+    """The stored type or version is one this code cannot read."""
+
+
+UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
+"""(event type, from version) -> step to version + 1. Empty until a shape changes."""
+
+
+def current_version(event_type: str) -> int:
+    model = EVENT_TYPES.get(event_type)
+    if model is None:
+        raise UnknownEventError(f"unknown event type {event_type!r}")
+    return int(model.model_fields["schema_version"].default)
+
+
+def upcast(
+    event_type: str,
+    version: int,
+    payload: dict[str, Any],
+    upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS,
+) -> dict[str, Any]:
+    """Lift ``payload`` from ``version`` to the current version of ``event_type``."""
+    target = current_version(event_type)
+    if version > target:
+        raise UnknownEventError(f"{event_type} v{version} is newer than this code (v{target})")
+    while version < target:
+        step = upcasters.get((event_type, version))
+        if step is None:
+            raise UnknownEventError(f"no upcaster for {event_type} v{version}")
+        payload = step(dict(payload))
+        version += 1
+    payload["schema_version"] = target
+    return payload

@@ -1,0 +1,1 @@
+"""Orchestrator: command handling, the decider, the event store, the CLI."""

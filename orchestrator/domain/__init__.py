@@ -1,0 +1,1 @@
+"""The pure core: commands, the state union and the decider."""

@@ -1,0 +1,1 @@
+"""Projections of the event stream into Postgres read models."""
