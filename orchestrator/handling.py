@@ -1,0 +1,84 @@
+"""Command handling: load the session, decide, append; idempotent by command id.
+
+A command that already appended (its id is on a stored event) answers with its
+first result and appends nothing, however late it is retried. A concurrency
+conflict reloads and decides again, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from events.envelope import EventMetadata
+from orchestrator.domain.commands import Command
+from orchestrator.domain.decider import decide, fold
+from orchestrator.errors import ConcurrencyConflict
+from orchestrator.event_store import DuplicateCommand, EventStore
+
+__all__ = ["Accepted", "CommandContext", "CommandHandler"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """Ids that travel with a command into the metadata of the events it causes."""
+
+    command_id: str
+    correlation_id: str
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    session_id: str
+    sequence: int
+    appended: int
+    duplicate: bool = False
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        new_event_id: Callable[[], str],
+        max_attempts: int = 5,
+    ) -> None:
+        self._store = store
+        self._new_event_id = new_event_id
+        self._max_attempts = max_attempts
+
+    async def handle(self, command: Command, context: CommandContext) -> Accepted:
+        for _ in range(self._max_attempts):
+            try:
+                return await self._attempt(command, context)
+            except (ConcurrencyConflict, DuplicateCommand):
+                continue
+        raise ConcurrencyConflict(
+            command.session_id, -1, f"still conflicting after {self._max_attempts} attempts"
+        )
+
+    async def _attempt(self, command: Command, context: CommandContext) -> Accepted:
+        history = await self._store.load(command.session_id)
+        done = history.result_of(context.command_id)
+        if done is not None:
+            return Accepted(command.session_id, done, appended=0, duplicate=True)
+        events = decide(fold(e.event for e in history.events), command)
+        if not events:
+            return Accepted(command.session_id, history.version, appended=0)
+        metadata = [self._metadata(context, command.at) for _ in events]
+        result = await self._store.append(
+            command.session_id, events, metadata, expected_version=history.version
+        )
+        return Accepted(command.session_id, result.last_sequence, appended=len(events))
+
+    def _metadata(self, context: CommandContext, at: datetime) -> EventMetadata:
+        return EventMetadata(
+            event_id=self._new_event_id(),
+            command_id=context.command_id,
+            correlation_id=context.correlation_id,
+            causation_id=context.command_id,
+            occurred_at=at,
+            traceparent=context.traceparent,
+        )

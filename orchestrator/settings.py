@@ -1,0 +1,49 @@
+"""Settings from the environment (pydantic-settings). Every name is documented in the README.
+
+Unset ``NATS_URL`` / ``DATABASE_URL`` mean "start the embedded server in the data
+directory"; set, they point at servers the user runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.subjects import DEFAULT_PARTITIONS
+from orchestrator.streams import StreamLayout
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHECKOUT_", extra="ignore", frozen=True)
+
+    nats_url: str | None = Field(default=None, validation_alias="NATS_URL")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Path(".checkout-orchestrator")
+
+    events_stream: str = "CHECKOUT"
+    events_prefix: str = "checkout.events"
+    partitions: int = Field(default=DEFAULT_PARTITIONS, ge=1, le=1024)
+    commands_stream: str = "CHECKOUT_COMMANDS"
+    commands_prefix: str = "checkout.commands"
+    duplicate_window_seconds: float = Field(default=300.0, ge=1.0)
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    nats_sync_interval: str | None = Field(
+        default="always",
+        description="fsync policy of the embedded nats-server ('always', '2m', ...)",
+    )
+    store_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    def layout(self) -> StreamLayout:
+        return StreamLayout(
+            events_stream=self.events_stream,
+            events_prefix=self.events_prefix,
+            partitions=self.partitions,
+            commands_stream=self.commands_stream,
+            commands_prefix=self.commands_prefix,
+            duplicate_window_seconds=self.duplicate_window_seconds,
+            replicas=self.stream_replicas,
+        )
