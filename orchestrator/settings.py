@@ -36,6 +36,8 @@ class Settings(BaseSettings):
         description="fsync policy of the embedded nats-server ('always', '2m', ...)",
     )
     store_timeout_seconds: float = Field(default=5.0, gt=0)
+    embedded_nats_port: int = Field(default=14222, description="preferred; a free one if taken")
+    embedded_postgres_port: int = Field(default=15432, description="preferred; a free one if taken")
 
     def layout(self) -> StreamLayout:
         return StreamLayout(

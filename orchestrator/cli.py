@@ -1,0 +1,134 @@
+"""``checkout-orchestrator``: run the system and look at it.
+
+    checkout-orchestrator up       servers (embedded unless configured) + command handlers
+    checkout-orchestrator status   servers, streams, queued commands
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Annotated
+
+import asyncpg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.bootstrap import (
+    Endpoints,
+    connect_nats,
+    orchestrator,
+    read_endpoints,
+    servers,
+)
+from orchestrator.command_service import DURABLE
+from orchestrator.errors import CheckoutError
+from orchestrator.settings import Settings
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Event-sourced, multi-provider checkout orchestrator.", no_args_is_help=True)
+console = Console()
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve(settings: Settings, endpoints: Endpoints, *, once: bool) -> None:
+    async with orchestrator(settings, endpoints.nats_url):
+        console.print(
+            f"[green]checkout orchestrator up[/green]  NATS {endpoints.nats_url}"
+            f"{' (embedded)' if endpoints.embedded_nats else ''}  "
+            f"Postgres {_redact(endpoints.database_url)}"
+            f"{' (embedded)' if endpoints.embedded_postgres else ''}"
+        )
+        if not once:
+            await _until_signalled()
+
+
+@app.command()
+def up(
+    once: Annotated[
+        bool, typer.Option(help="start everything, report, and stop (a smoke check)")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start the servers (embedded when NATS_URL / DATABASE_URL are unset) and the handlers."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    settings = _settings()
+    try:
+        with servers(settings) as endpoints:
+            asyncio.run(_serve(settings, endpoints, once=once))
+    except CheckoutError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(2) from None
+
+
+def _redact(dsn: str) -> str:
+    """A DSN without its password, for printing."""
+    scheme, sep, rest = dsn.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return dsn
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}@{host}"
+
+
+async def _status(settings: Settings, endpoints: Endpoints) -> Table:
+    table = Table(title="checkout orchestrator")
+    table.add_column("part")
+    table.add_column("state")
+    nc = await connect_nats(endpoints.nats_url, "checkout-status")
+    try:
+        table.add_row("NATS", f"{endpoints.nats_url}  nats-server {nc.connected_server_version}")
+        js = nc.jetstream()
+        layout = settings.layout()
+        for name in (layout.events_stream, layout.commands_stream):
+            with contextlib.suppress(Exception):
+                info = await js.stream_info(name)
+                table.add_row(
+                    f"stream {name}",
+                    f"{info.state.messages} messages, last sequence {info.state.last_seq}",
+                )
+        with contextlib.suppress(Exception):
+            consumer = await js.consumer_info(layout.commands_stream, DURABLE)
+            table.add_row("commands waiting", str(consumer.num_pending + consumer.num_ack_pending))
+    finally:
+        await nc.close()
+    try:
+        conn = await asyncpg.connect(endpoints.database_url, timeout=5)
+        version = await conn.fetchval("show server_version")
+        await conn.close()
+        table.add_row("Postgres", f"{_redact(endpoints.database_url)}  PostgreSQL {version}")
+    except (OSError, asyncpg.PostgresError) as exc:
+        table.add_row("Postgres", f"[red]unreachable[/red] {type(exc).__name__}")
+    return table
+
+
+@app.command()
+def status() -> None:
+    """Show the servers, the streams and the commands waiting to be handled."""
+    settings = _settings()
+    endpoints = read_endpoints(settings)
+    if endpoints is None:
+        console.print("nothing running: start it with `checkout-orchestrator up`")
+        raise typer.Exit(1)
+    try:
+        console.print(asyncio.run(_status(settings, endpoints)))
+    except CheckoutError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(1) from None
