@@ -210,3 +210,31 @@ async def test_subscribe_by_session_type_and_from_sequence(running, client):
     live = asyncio.create_task(take(1, session_id=other, from_sequence=after + 1))
     await client.expire(other)
     assert (await live)[0].event.type == "expired"
+
+
+async def test_a_retry_after_the_dedupe_window_still_appends_nothing(nats_url, stream_names):
+    settings = settings_for(stream_names, duplicate_window_seconds=1.0)
+    sid = new_session_id()
+    async with (
+        orchestrator(settings, nats_url),
+        await CheckoutClient.connect(nats_url, settings.layout()) as client,
+    ):
+        first = await client.create_session(
+            currency="JPY", amount=1200, session_id=sid, command_id="c-window"
+        )
+        cancel = await client.cancel(sid)
+        await asyncio.sleep(1.5)  # let the server forget the message ids (window = 1 s)
+        retried = await client.create_session(
+            currency="JPY", amount=1200, session_id=sid, command_id="c-window"
+        )
+    assert retried.duplicate is True
+    assert retried.sequence == first.sequence
+    assert [r.sequence for r in await _history(nats_url, settings, sid)] == [
+        first.sequence,
+        cancel.sequence,
+    ]
+
+
+async def _history(nats_url, settings, sid):
+    async with await CheckoutClient.connect(nats_url, settings.layout()) as client:
+        return await client.history(sid)
