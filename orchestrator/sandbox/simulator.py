@@ -1,0 +1,258 @@
+"""The base of every provider simulator: app, server, faults, webhooks, control routes.
+
+A simulator is a stateful local HTTP server speaking one provider's API (PROVIDERS.md),
+driven by the provider's real SDK or our client exactly as the real service would be.
+A subclass adds the provider's routes (`add_routes`), renders errors in the provider's
+shape (`error_response`), and implements the three drives and its stats. The base gives
+every simulator the same control surface, outside the provider's API, under ``/_sim``::
+
+    POST   /_sim/sessions/{id}/pay       drive to paid; sends the provider's signed webhook(s)
+    POST   /_sim/sessions/{id}/fail      drive to failed (provider-specific meaning)
+    POST   /_sim/sessions/{id}/expire    drive to expired, as if its expiry had passed
+           body (optional JSON): {"delayed": bool, "background": bool}
+    GET    /_sim/sessions/{id}           the provider's own object, for tests
+    GET    /_sim/stats                   counters, e.g. {"sessions_created": 1, ...}
+    GET    /_sim/faults                  the current `FaultPlan`
+    POST   /_sim/faults                  change some fields of it (partial JSON)
+    DELETE /_sim/faults                  reset to healthy
+    GET    /_sim/webhooks                target URL and every delivery so far
+    POST   /_sim/webhooks                {"url": "http://..."}: where webhooks go (null: nowhere)
+    POST   /_sim/webhooks/{delivery_id}/redeliver   send one again, freshly signed
+
+The same controls from Python: ``await sim.pay(id)``, ``sim.faults.set(error_next=2)``,
+``sim.webhooks.url = ...``, ``sim.stats()``. Faults apply to the provider routes only,
+never to ``/_sim``. Lifecycle: ``async with StripeSimulator(...) as sim: sim.base_url``,
+or ``await sim.start()`` / ``await sim.stop()``, inside the caller's running loop.
+
+A subclass sets its own state first, then calls ``super().__init__``; the app is built
+lazily on first use of `Simulator.app`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import cached_property
+from types import TracebackType
+from typing import Annotated, Any, ClassVar, Self
+
+from fastapi import APIRouter, Body, FastAPI, Request
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.responses import Response
+
+from orchestrator.sandbox.faults import CONTROL_PREFIX, FaultMiddleware, FaultPlan, Faults
+from orchestrator.sandbox.server import SandboxServer
+from orchestrator.sandbox.webhooks import Delivery, RetryPolicy, Signer, WebhookSender
+
+__all__ = ["Clock", "DriveRequest", "DriveResult", "Simulator", "SimulatorError"]
+
+Clock = Callable[[], float]
+"""Unix time in seconds; simulators take one so tests can move time."""
+
+
+class SimulatorError(Exception):
+    """Answered with ``status`` in the provider's error shape (`Simulator.error_response`)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.kind = kind
+
+
+class DriveRequest(BaseModel):
+    """Options of a ``/_sim/sessions/{id}/<drive>`` call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delayed: bool = False  # a delayed payment method (e.g. Stripe: completed unpaid first)
+    background: bool = False  # answer before the webhooks are delivered
+
+
+class DriveResult(BaseModel):
+    session: dict[str, Any]
+    webhooks: list[dict[str, Any]]
+
+
+class _WebhookEndpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str | None
+
+
+class Simulator(ABC):
+    provider: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        webhook_url: str | None = None,
+        faults: Faults | None = None,
+        port: int = 0,
+        clock: Clock = time.time,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.faults = faults or Faults()
+        self.clock = clock
+        self.webhooks = WebhookSender(self.faults, url=webhook_url, retry=retry or RetryPolicy())
+        self._host = "127.0.0.1"
+        self._port = port
+        self._server: SandboxServer | None = None
+
+    # --- what a provider simulator implements ---------------------------------------------
+
+    @abstractmethod
+    def add_routes(self, app: FastAPI) -> None:
+        """Add the provider's API routes."""
+
+    @abstractmethod
+    def error_response(self, error: SimulatorError) -> Response:
+        """Render an error in the provider's own shape."""
+
+    @abstractmethod
+    async def pay(self, session_id: str, drive: DriveRequest | None = None) -> DriveResult: ...
+
+    @abstractmethod
+    async def fail(self, session_id: str, drive: DriveRequest | None = None) -> DriveResult: ...
+
+    @abstractmethod
+    async def expire(self, session_id: str, drive: DriveRequest | None = None) -> DriveResult: ...
+
+    @abstractmethod
+    def describe(self, session_id: str) -> dict[str, Any]:
+        """The provider's object for a session; raise `SimulatorError` 404 if unknown."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """Provider counters, e.g. ``sessions_created``."""
+
+    # --- shared machinery ----------------------------------------------------------------
+
+    def all_stats(self) -> dict[str, int]:
+        return {**self.stats(), **self.faults.counters(), **self.webhooks.counters()}
+
+    async def emit(
+        self, event_id: str, event_type: str, body: bytes, sign: Signer, *, background: bool
+    ) -> Delivery:
+        return await self.webhooks.send(event_id, event_type, body, sign, background=background)
+
+    @cached_property
+    def app(self) -> FastAPI:
+        app = FastAPI(
+            title=f"{self.provider} simulator", docs_url=None, redoc_url=None, openapi_url=None
+        )
+        app.add_exception_handler(SimulatorError, self._handle_error)
+        app.include_router(self._control_router())
+        self.add_routes(app)
+        app.add_middleware(FaultMiddleware, faults=self.faults, error_response=self._injected_error)
+        return app
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{self.provider} simulator not started")
+        return self._server.base_url
+
+    async def start(self) -> None:
+        self.faults.rearm()
+        server = SandboxServer(self.app, host=self._host, port=self._port)
+        await server.start()
+        self._server = server
+
+    async def stop(self) -> None:
+        self.faults.release()  # a hanging request must not hold the shutdown
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop()
+        await self.webhooks.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _handle_error(self, _request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, SimulatorError):  # registered for SimulatorError only
+            raise exc
+        return self.error_response(exc)
+
+    def _injected_error(self, status: int) -> Response:
+        return self.error_response(
+            SimulatorError(status, "injected fault: the service is unavailable", kind="api_error")
+        )
+
+    def _control_router(self) -> APIRouter:  # noqa: C901 - one small closure per route
+        router = APIRouter(prefix=CONTROL_PREFIX)
+
+        @router.post("/sessions/{session_id}/pay")
+        async def pay(session_id: str, drive: DriveRequest | None = None) -> DriveResult:
+            return await self.pay(session_id, drive)
+
+        @router.post("/sessions/{session_id}/fail")
+        async def fail(session_id: str, drive: DriveRequest | None = None) -> DriveResult:
+            return await self.fail(session_id, drive)
+
+        @router.post("/sessions/{session_id}/expire")
+        async def expire(session_id: str, drive: DriveRequest | None = None) -> DriveResult:
+            return await self.expire(session_id, drive)
+
+        @router.get("/sessions/{session_id}")
+        async def describe(session_id: str) -> dict[str, Any]:
+            return self.describe(session_id)
+
+        @router.get("/stats")
+        async def stats() -> dict[str, int]:
+            return self.all_stats()
+
+        @router.get("/faults")
+        async def faults() -> FaultPlan:
+            return self.faults.plan
+
+        @router.post("/faults")
+        async def set_faults(changes: Annotated[dict[str, Any], Body()]) -> FaultPlan:
+            try:
+                return self.faults.set(**changes)
+            except ValidationError as exc:
+                raise SimulatorError(400, f"invalid fault plan: {exc}") from None
+
+        @router.delete("/faults")
+        async def reset_faults() -> FaultPlan:
+            return self.faults.reset()
+
+        @router.get("/webhooks")
+        async def deliveries() -> dict[str, Any]:
+            return {
+                "url": self.webhooks.url,
+                "deliveries": [d.to_json() for d in self.webhooks.deliveries],
+            }
+
+        @router.post("/webhooks")
+        async def set_endpoint(endpoint: _WebhookEndpoint) -> dict[str, Any]:
+            self.webhooks.url = endpoint.url
+            return {"url": endpoint.url}
+
+        @router.post("/webhooks/{delivery_id}/redeliver")
+        async def redeliver(delivery_id: str) -> dict[str, Any]:
+            try:
+                return (await self.webhooks.redeliver(delivery_id)).to_json()
+            except KeyError:
+                raise SimulatorError(404, f"no delivery {delivery_id}") from None
+
+        return router
