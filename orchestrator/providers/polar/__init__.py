@@ -1,0 +1,1 @@
+"""Polar (polar.sh): pure `transformers` and the httpx `client` adapter."""
