@@ -373,6 +373,10 @@ def test_header_names_are_case_insensitive() -> None:
         ),
         pytest.param(lambda h, b: ({**h, "webhook-signature": "v1,AAAA"}, b), id="garbage"),
         pytest.param(lambda h, b: ({**h, "webhook-signature": "v1,%%%"}, b), id="not-base64"),
+        pytest.param(lambda h, b: ({**h, "webhook-signature": "v1,é"}, b), id="non-ascii"),
+        pytest.param(
+            lambda h, b: ({**h, "webhook-timestamp": "\uff11\uff12"}, b), id="non-ascii-time"
+        ),
         pytest.param(
             lambda h, b: (
                 {**h, "webhook-signature": h["webhook-signature"].replace("v1", "v2")},

@@ -1,0 +1,1 @@
+"""lomi. (lomi.africa): pure `transformers` and the httpx `client` adapter."""
