@@ -1,0 +1,182 @@
+"""One batch of stream messages -> one transaction: read models, parked events, checkpoints.
+
+Inside the transaction, in this order:
+1. shared switch locks of the followed projections (a rebuild's switch waits for us, and
+   we for it), then the version each projection writes now;
+2. the checkpoints of the batch's partitions, row-locked ``FOR UPDATE``: a second owner
+   of a partition (say, after a lost lock connection) waits here and then sees ours;
+3. per projection, only the messages above its checkpoint: undecodable ones are parked,
+   the others applied in one call; events the fold refuses are parked;
+4. the checkpoints advance to the batch's last sequence per partition.
+
+So the effect of every event is written exactly once: the rows and the checkpoint commit
+together, and anything at or below the checkpoint is skipped.
+
+A poison event makes the set-based write fail as a whole (a data or constraint error, or
+an exception in the fold). The batch is then retried with each event in its own
+savepoint; the events that still fail are parked with their error and the rest commit.
+Connection, lock and "no such table" errors are not poison: they propagate, nothing is
+committed, and the projector retries the batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from events.envelope import RecordedEvent
+from projections.checkpoints import (
+    Binding,
+    active_versions,
+    advance,
+    lock_positions,
+    take_switch_locks,
+)
+from projections.read_models import Projection, Refusal
+from projections.source import StreamMessage
+
+__all__ = ["BatchOutcome", "apply_batch", "is_poison_error"]
+
+_NOT_POISON = (
+    OSError,
+    TimeoutError,
+    LookupError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.SyntaxOrAccessError,
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
+    asyncpg.exceptions.PostgresSystemError,
+)
+
+
+def is_poison_error(exc: BaseException) -> bool:
+    """An error one event can cause (bad data), not one of the infrastructure."""
+    if not isinstance(exc, Exception) or isinstance(exc, _NOT_POISON):
+        return False
+    if isinstance(exc, asyncpg.PostgresError):
+        return isinstance(
+            exc, asyncpg.exceptions.DataError | asyncpg.exceptions.IntegrityConstraintViolationError
+        )
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    messages: int
+    parked: int
+    positions: dict[int, int]
+    """partition -> last stream sequence of the batch (now at or below every checkpoint)"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Parked:
+    projection: str
+    version: int
+    message: StreamMessage
+    error: str
+
+
+async def apply_batch(
+    conn: asyncpg.Connection, bindings: Sequence[Binding], messages: Sequence[StreamMessage]
+) -> BatchOutcome:
+    """Apply ``messages`` (stream order per partition) in one transaction; see module doc."""
+    try:
+        async with conn.transaction():
+            return await _apply(conn, bindings, messages, isolate=False)
+    except Exception as exc:
+        if not is_poison_error(exc):
+            raise
+    async with conn.transaction():
+        return await _apply(conn, bindings, messages, isolate=True)
+
+
+async def _apply(
+    conn: asyncpg.Connection,
+    bindings: Sequence[Binding],
+    messages: Sequence[StreamMessage],
+    *,
+    isolate: bool,
+) -> BatchOutcome:
+    await take_switch_locks(conn, bindings)
+    versions = await active_versions(conn, bindings)
+    partitions = sorted({m.partition for m in messages})
+    positions = await lock_positions(conn, versions, partitions)
+    parked: list[_Parked] = []
+    moved: dict[tuple[str, int], int] = {}
+    for binding in bindings:
+        name, version = binding.name, versions[binding.name]
+        fresh = [m for m in messages if m.sequence > positions.get((name, m.partition), 0)]
+        if not fresh:
+            continue
+        parked += [_Parked(name, version, m, m.error or "") for m in fresh if m.event is None]
+        refusals = await _project(conn, binding.projection, version, fresh, isolate=isolate)
+        by_sequence = {m.sequence: m for m in fresh}
+        parked += [_Parked(name, version, by_sequence[r.event.sequence], r.error) for r in refusals]
+        for m in fresh:
+            moved[(name, m.partition)] = max(moved.get((name, m.partition), 0), m.sequence)
+    await _park(conn, parked)
+    await advance(conn, versions, moved)
+    last: dict[int, int] = {}
+    for m in messages:
+        last[m.partition] = max(last.get(m.partition, 0), m.sequence)
+    return BatchOutcome(len(messages), len({p.message.sequence for p in parked}), last)
+
+
+async def _project(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    version: int,
+    fresh: Sequence[StreamMessage],
+    *,
+    isolate: bool,
+) -> list[Refusal]:
+    events = [m.event for m in fresh if m.event is not None]
+    if not events:
+        return []
+    if not isolate:
+        return await projection.apply(conn, version, events)
+    refused: list[Refusal] = []
+    for event in events:
+        refused += await _project_one(conn, projection, version, event)
+    return refused
+
+
+async def _project_one(
+    conn: asyncpg.Connection, projection: Projection, version: int, event: RecordedEvent
+) -> list[Refusal]:
+    try:
+        async with conn.transaction():  # a savepoint: a failure undoes this event only
+            return await projection.apply(conn, version, [event])
+    except Exception as exc:
+        if not is_poison_error(exc):
+            raise
+        return [Refusal(event, f"{type(exc).__name__}: {exc}")]
+
+
+def _park_row(parked: _Parked) -> tuple[Any, ...]:
+    m = parked.message
+    return (
+        parked.projection, parked.version, m.partition, m.sequence, m.subject, m.event_type,
+        parked.error, json.dumps(dict(m.headers)), m.payload,
+    )  # fmt: skip
+
+
+async def _park(conn: asyncpg.Connection, parked: Sequence[_Parked]) -> None:
+    if not parked:
+        return
+    columns = list(zip(*(_park_row(p) for p in parked), strict=True))
+    await conn.execute(
+        "INSERT INTO parked_events (projection, version, partition, sequence, subject, "
+        "event_type, error, headers, payload) "
+        "SELECT p, v, pt, s, sj, t, e, h::jsonb, b FROM unnest($1::text[], $2::int4[], "
+        "$3::int4[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[]) "
+        "AS u(p, v, pt, s, sj, t, e, h, b) ON CONFLICT DO NOTHING",
+        *[list(c) for c in columns],
+    )

@@ -1,0 +1,141 @@
+"""Bookkeeping of the projections: active versions, checkpoints, parked events.
+
+A checkpoint is ``(projection, version, partition) -> position``: the last stream
+sequence whose effect is in that version's tables. It only moves forward, and only in
+the transaction that wrote the effect (see `projections.batch`).
+
+A `Binding` says which version of a projection a projector writes: the active one
+(``pinned=None``, the live projector, which follows a rebuild's switch) or a fixed one
+(a rebuild filling its new version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from projections.keys import switch_key
+from projections.read_models import Projection
+
+__all__ = [
+    "Binding",
+    "Position",
+    "active_versions",
+    "advance",
+    "ensure_rows",
+    "lock_positions",
+    "read_positions",
+    "take_switch_locks",
+]
+
+Position = dict[tuple[str, int], int]
+"""(projection name, partition) -> checkpoint"""
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    projection: Projection
+    pinned: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+
+async def active_versions(conn: asyncpg.Connection, bindings: Sequence[Binding]) -> dict[str, int]:
+    """The version each binding writes now: its pinned one, else the active one."""
+    followed = [b.name for b in bindings if b.pinned is None]
+    found: dict[str, int] = {}
+    if followed:
+        rows = await conn.fetch(
+            "SELECT projection, active_version FROM projection_versions "
+            "WHERE projection = ANY($1::text[])",
+            followed,
+        )
+        found = {row["projection"]: row["active_version"] for row in rows}
+    versions = {b.name: b.pinned if b.pinned is not None else found.get(b.name) for b in bindings}
+    missing = [name for name, version in versions.items() if version is None]
+    if missing:
+        raise LookupError(f"no active version of {missing}: run `checkout-orchestrator migrate`")
+    return {name: v for name, v in versions.items() if v is not None}
+
+
+async def take_switch_locks(conn: asyncpg.Connection, bindings: Sequence[Binding]) -> None:
+    """Shared transaction locks that keep a rebuild's switch out while this batch runs."""
+    keys = sorted(switch_key(b.name) for b in bindings if b.pinned is None)
+    if keys:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock_shared(k.c, k.o) "
+            "FROM unnest($1::int4[], $2::int4[]) AS k(c, o)",
+            [c for c, _ in keys],
+            [o for _, o in keys],
+        )
+
+
+async def ensure_rows(
+    conn: asyncpg.Connection, versions: Mapping[str, int], partitions: Iterable[int]
+) -> None:
+    """Create missing checkpoint rows at position 0."""
+    names, vers, parts = [], [], []
+    for partition in partitions:
+        for name, version in versions.items():
+            names.append(name)
+            vers.append(version)
+            parts.append(partition)
+    await conn.execute(
+        "INSERT INTO projection_checkpoints (projection, version, partition) "
+        "SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[]) "
+        "ON CONFLICT DO NOTHING",
+        names,
+        vers,
+        parts,
+    )
+
+
+_SELECT = (
+    "SELECT c.projection, c.partition, c.position FROM projection_checkpoints c "
+    "JOIN unnest($1::text[], $2::int4[]) AS w(projection, version) "
+    "ON c.projection = w.projection AND c.version = w.version "
+    "WHERE c.partition = ANY($3::int4[])"
+)
+
+
+async def read_positions(
+    conn: asyncpg.Connection, versions: Mapping[str, int], partitions: Sequence[int]
+) -> Position:
+    rows = await conn.fetch(_SELECT, list(versions), list(versions.values()), list(partitions))
+    return {(row["projection"], row["partition"]): row["position"] for row in rows}
+
+
+async def lock_positions(
+    conn: asyncpg.Connection, versions: Mapping[str, int], partitions: Sequence[int]
+) -> Position:
+    """Checkpoints, row-locked until the transaction ends (a second owner waits here)."""
+    args = (list(versions), list(versions.values()), list(partitions))
+    rows = await conn.fetch(_SELECT + " ORDER BY 1, 2 FOR UPDATE OF c", *args)
+    if len(rows) < len(versions) * len(partitions):
+        await ensure_rows(conn, versions, partitions)
+        rows = await conn.fetch(_SELECT + " ORDER BY 1, 2 FOR UPDATE OF c", *args)
+    return {(row["projection"], row["partition"]): row["position"] for row in rows}
+
+
+async def advance(
+    conn: asyncpg.Connection, versions: Mapping[str, int], moved: Mapping[tuple[str, int], int]
+) -> None:
+    """Set the checkpoints that moved (inside the batch's transaction)."""
+    if not moved:
+        return
+    keys = list(moved)
+    await conn.execute(
+        "UPDATE projection_checkpoints c SET position = u.position, updated_at = now() "
+        "FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int8[]) "
+        "AS u(projection, version, partition, position) "
+        "WHERE c.projection = u.projection AND c.version = u.version "
+        "AND c.partition = u.partition AND c.position < u.position",
+        [name for name, _ in keys],
+        [versions[name] for name, _ in keys],
+        [partition for _, partition in keys],
+        [moved[key] for key in keys],
+    )

@@ -1,0 +1,259 @@
+"""The projector: owned partitions read in order, applied in batches, checkpointed.
+
+One `Projector` is one worker process' share of a projector (``live`` for the read
+models, ``rebuild:<name>`` during a rebuild). It runs until cancelled:
+
+- every ``claim_interval`` it balances ownership (`projections.ownership`): it takes
+  free partitions up to its fair share and gives back what exceeds it, so a second
+  worker gets half the partitions and a dead worker's partitions move within seconds;
+- per owned partition, a `PartitionReader` delivers the stream from the smallest
+  checkpoint of that partition + 1;
+- one applier takes up to ``batch_size`` buffered messages across the owned partitions
+  (waiting up to ``batch_linger`` for more when the batch is not full), and commits
+  them with `projections.batch.apply_batch`: rows, parked events and checkpoints in one
+  transaction. A failed commit is retried with the same messages (safe: whatever
+  committed is skipped), except for partitions no longer owned.
+
+Per-session order holds because a session lives in one partition, which one reader
+delivers in stream order and one transaction at a time applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+from nats.aio.client import Client as NatsClient
+from opentelemetry import trace
+from opentelemetry.trace import Link, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from projections.batch import BatchOutcome, apply_batch
+from projections.checkpoints import Binding, active_versions, ensure_rows, read_positions
+from projections.ownership import Ownership, fair_share
+from projections.source import EventSource, PartitionReader, ReaderSettings, StreamMessage
+
+__all__ = ["CommitObserver", "Projector", "ProjectorSettings"]
+
+log = logging.getLogger(__name__)
+
+CommitObserver = Callable[[BatchOutcome, float], None]
+"""Called after each commit with its outcome and the monotonic time of the commit."""
+
+_MAX_LINKS = 16
+_MAX_RETRY_DELAY = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorSettings:
+    name: str = "live"
+    batch_size: int = 500
+    batch_linger: float = 0.0
+    claim_interval: float = 1.0
+    retry_delay: float = 0.2
+    reader: ReaderSettings = field(default_factory=ReaderSettings)
+
+
+def _links(batch: Sequence[StreamMessage]) -> list[Link]:
+    """Span links to the traces of the commands whose events this batch applies."""
+    propagator = TraceContextTextMapPropagator()
+    links: list[Link] = []
+    for message in batch:
+        parent = message.headers.get("traceparent")
+        if parent:
+            context = trace.get_current_span(propagator.extract({"traceparent": parent}))
+            links.append(Link(context.get_span_context()))
+            if len(links) >= _MAX_LINKS:
+                break
+    return links
+
+
+class Projector:
+    def __init__(  # noqa: PLR0913 - a composition root passes each dependency explicitly
+        self,
+        *,
+        nc: NatsClient,
+        pool: asyncpg.Pool,
+        dsn: str,
+        source: EventSource,
+        bindings: Sequence[Binding],
+        settings: ProjectorSettings = ProjectorSettings(),
+        on_commit: CommitObserver | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self._nc = nc
+        self._pool = pool
+        self._source = source
+        self._bindings = tuple(bindings)
+        self._settings = settings
+        self._on_commit = on_commit
+        self._tracer = tracer or trace.get_tracer("projections")
+        self._ownership = Ownership(dsn, settings.name)
+        self._readers: dict[int, PartitionReader] = {}
+        self._positions: dict[int, int] = {}
+        self._wake = asyncio.Event()
+        self._apply_lock = asyncio.Lock()
+        self._cursor = 0
+
+    @property
+    def owned(self) -> frozenset[int]:
+        return frozenset(self._readers)
+
+    @property
+    def positions(self) -> Mapping[int, int]:
+        """partition -> last stream sequence committed by this worker."""
+        return dict(self._positions)
+
+    def caught_up(self) -> bool:
+        """Every owned partition's reader saw its head and nothing waits to be applied."""
+        readers = list(self._readers.values())
+        return bool(readers) and all(r.caught_up and len(r) == 0 for r in readers)
+
+    async def run(self) -> None:
+        applier = asyncio.create_task(self._apply_loop(), name=f"applier-{self._settings.name}")
+        try:
+            while True:
+                await self._balance()
+                if applier.done():
+                    applier.result()  # an applier bug surfaces here instead of hanging
+                await asyncio.sleep(self._settings.claim_interval)
+        finally:
+            applier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await applier
+            for partition in list(self._readers):
+                await self._drop(partition, release=False)
+            await self._ownership.close()
+
+    # -- ownership ------------------------------------------------------------------
+
+    async def _balance(self) -> None:
+        try:
+            if not self._ownership.is_open:
+                await self._ownership.open()
+            workers = await self._ownership.workers()
+            share = fair_share(self._source.partitions, workers)
+            owned = sorted(self._readers)
+            for partition in owned[share:]:
+                await self._drop(partition, release=True)
+            free = [p for p in range(self._source.partitions) if p not in self._readers]
+            for partition in await self._ownership.claim(free, share - len(self._readers)):
+                await self._adopt(partition)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("projector %s lost its ownership connection: %r", self._settings.name, exc)
+            for partition in list(self._readers):
+                await self._drop(partition, release=False)
+            await self._ownership.close()
+
+    async def _start_position(self, partition: int) -> int:
+        async with self._pool.acquire() as conn:
+            versions = await active_versions(conn, self._bindings)
+            await ensure_rows(conn, versions, [partition])
+            positions = await read_positions(conn, versions, [partition])
+        return min(positions.values(), default=0)
+
+    async def _adopt(self, partition: int) -> None:
+        try:
+            start = await self._start_position(partition)
+        except BaseException:
+            await self._ownership.release(partition)
+            raise
+        reader = PartitionReader(
+            self._nc,
+            self._source,
+            partition,
+            start + 1,
+            wake=self._wake,
+            settings=self._settings.reader,
+        )
+        self._positions[partition] = start
+        self._readers[partition] = reader
+        reader.start()
+        log.info("projector %s owns partition %s from %s", self._settings.name, partition, start)
+
+    async def _drop(self, partition: int, *, release: bool) -> None:
+        reader = self._readers.pop(partition)
+        async with self._apply_lock:  # its messages may be in the batch being committed
+            await reader.close()
+        if release and self._ownership.is_open:
+            await self._ownership.release(partition)
+        log.info("projector %s gave up partition %s", self._settings.name, partition)
+
+    # -- applying -------------------------------------------------------------------
+
+    def _take(self) -> list[StreamMessage]:
+        """Up to ``batch_size`` messages, a fair slice of each owned partition's buffer."""
+        readers = [r for r in self._readers.values() if len(r)]
+        if not readers:
+            return []
+        self._cursor = (self._cursor + 1) % len(readers)
+        readers = readers[self._cursor :] + readers[: self._cursor]
+        budget = self._settings.batch_size
+        batch: list[StreamMessage] = []
+        while budget > 0 and readers:
+            slice_size = max(1, budget // len(readers))
+            for reader in readers:
+                taken = reader.take(min(slice_size, budget))
+                batch += taken
+                budget -= len(taken)
+            readers = [r for r in readers if len(r)]
+        return batch
+
+    def _buffered(self) -> int:
+        return sum(len(reader) for reader in self._readers.values())
+
+    async def _apply_loop(self) -> None:
+        linger = self._settings.batch_linger
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if linger > 0 and self._buffered() < self._settings.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wait_full(), linger)
+            while True:
+                async with self._apply_lock:  # per batch, so a partition hand-over gets in
+                    batch = self._take()
+                    if not batch:
+                        break
+                    await self._commit(batch)
+
+    async def _wait_full(self) -> None:
+        while self._buffered() < self._settings.batch_size:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _commit(self, batch: list[StreamMessage]) -> None:
+        delay = self._settings.retry_delay
+        while batch := [m for m in batch if m.partition in self._readers]:
+            try:
+                outcome = await self._commit_once(batch)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception:
+                log.exception("projector %s: batch failed; retrying", self._settings.name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
+                continue
+            committed_at = time.monotonic()
+            for partition, position in outcome.positions.items():
+                self._positions[partition] = max(self._positions.get(partition, 0), position)
+            if self._on_commit is not None:
+                self._on_commit(outcome, committed_at)
+            return
+
+    async def _commit_once(self, batch: list[StreamMessage]) -> BatchOutcome:
+        attributes: dict[str, str | int] = {
+            "projector": self._settings.name,
+            "messages": len(batch),
+            "partitions": len({m.partition for m in batch}),
+        }
+        with self._tracer.start_as_current_span(
+            "projection.apply", attributes=attributes, links=_links(batch)
+        ):
+            async with self._pool.acquire() as conn:
+                return await apply_batch(conn, self._bindings, batch)

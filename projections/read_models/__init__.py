@@ -1,0 +1,60 @@
+"""The read models, one per query, each a `Projection` that writes a batch of events.
+
+    sessions       rm_sessions_v<N>          view checkout_sessions       one row per session
+    timeline       rm_timeline_v<N>          view session_timeline        one row per event
+    daily_totals   rm_daily_totals_v<N>      view provider_daily_totals   day x provider x currency
+                   rm_daily_totals_members_v<N>                           x status: count, amount
+    routing        rm_routing_v<N>           view routing_decisions       one row per decision
+
+Contract of `Projection.apply(conn, version, events)`: ``events`` are in stream order, all
+above the projection's checkpoint, and the caller holds the transaction that also
+advances the checkpoint. ``apply`` writes with a few set-based statements per batch, and
+is idempotent on its own (a row remembers the last sequence applied to it), so a replay
+never double counts even without the checkpoint. Events its fold refuses are returned as
+`Refusal` for the caller to park; a database error propagates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+from events.envelope import RecordedEvent
+
+__all__ = ["PROJECTION_NAMES", "Projection", "Refusal", "all_projections", "projection"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    event: RecordedEvent
+    error: str
+
+
+class Projection(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    async def apply(
+        self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
+    ) -> list[Refusal]: ...
+
+
+def all_projections() -> list[Projection]:
+    from projections.read_models.daily_totals import DailyTotals  # noqa: PLC0415
+    from projections.read_models.routing import RoutingDecisions  # noqa: PLC0415
+    from projections.read_models.sessions import Sessions  # noqa: PLC0415
+    from projections.read_models.timeline import Timeline  # noqa: PLC0415
+
+    return [Sessions(), Timeline(), DailyTotals(), RoutingDecisions()]
+
+
+PROJECTION_NAMES = ("sessions", "timeline", "daily_totals", "routing")
+
+
+def projection(name: str) -> Projection:
+    """The projection called ``name``; `KeyError` when there is none."""
+    found = {p.name: p for p in all_projections()}
+    return found[name]

@@ -1,0 +1,44 @@
+"""Set-based SQL helpers shared by the read models: one ``unnest`` statement per batch.
+
+Table names are never user input: they are a fixed base name plus an integer version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["Column", "dumps", "table", "unnest_insert"]
+
+
+def table(base: str, version: int) -> str:
+    if not base.isidentifier() or version < 1:
+        raise ValueError(f"bad read-model table {base!r} v{version}")
+    return f"rm_{base}_v{int(version)}"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class Column:
+    """A column written from a Postgres array parameter: name, array type, cast on select."""
+
+    __slots__ = ("array_type", "name", "select")
+
+    def __init__(self, name: str, pg_type: str) -> None:
+        self.name = name
+        # jsonb travels as text (no connection-level codec needed) and is cast once in SQL
+        self.array_type = "text[]" if pg_type == "jsonb" else f"{pg_type}[]"
+        self.select = f"u.{name}::jsonb" if pg_type == "jsonb" else f"u.{name}"
+
+
+def unnest_insert(target: str, columns: Sequence[Column], conflict: str) -> str:
+    """``INSERT INTO target (...) SELECT ... FROM unnest($1, $2, ...) u ... <conflict>``."""
+    names = ", ".join(c.name for c in columns)
+    params = ", ".join(f"${i}::{c.array_type}" for i, c in enumerate(columns, start=1))
+    selects = ", ".join(c.select for c in columns)
+    # identifiers come from code, values are parameters
+    head = f"INSERT INTO {target} ({names}) SELECT {selects} "
+    return head + f"FROM unnest({params}) AS u({names}) {conflict}"

@@ -1,0 +1,80 @@
+"""The event timeline read model: one row per event of a session, with its envelope.
+
+Holds what an audit or the ``as_of`` query needs: type, stream sequence, occurred-at,
+the ids of the command, correlation and causation, the trace id from ``traceparent``,
+and the payload in its current schema version (so it validates against the catalog).
+Insert-only; a replayed event hits the primary key and is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from events.envelope import RecordedEvent
+from projections.read_models import Refusal
+from projections.read_models.sql import Column, table, unnest_insert
+
+__all__ = ["COLUMNS", "Timeline", "row_values", "trace_id"]
+
+COLUMNS = (
+    Column("session_id", "text"),
+    Column("sequence", "int8"),
+    Column("type", "text"),
+    Column("schema_version", "int4"),
+    Column("occurred_at", "timestamptz"),
+    Column("event_id", "text"),
+    Column("command_id", "text"),
+    Column("correlation_id", "text"),
+    Column("causation_id", "text"),
+    Column("traceparent", "text"),
+    Column("trace_id", "text"),
+    Column("payload", "jsonb"),
+)
+
+_TRACE_ID_HEX = 32
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``)."""
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) < 4 or len(parts[1]) != _TRACE_ID_HEX:
+        return None
+    return parts[1]
+
+
+def row_values(recorded: RecordedEvent) -> tuple[Any, ...]:
+    event, meta = recorded.event, recorded.metadata
+    return (
+        event.session_id,
+        recorded.sequence,
+        event.type,
+        event.schema_version,
+        meta.occurred_at,
+        meta.event_id,
+        meta.command_id,
+        meta.correlation_id,
+        meta.causation_id,
+        meta.traceparent,
+        trace_id(meta.traceparent),
+        event.model_dump_json(),
+    )
+
+
+class Timeline:
+    name = "timeline"
+
+    async def apply(
+        self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
+    ) -> list[Refusal]:
+        if events:
+            rows = [row_values(recorded) for recorded in events]
+            statement = unnest_insert(
+                table("timeline", version), COLUMNS, "ON CONFLICT (session_id, sequence) DO NOTHING"
+            )
+            await conn.execute(statement, *[list(c) for c in zip(*rows, strict=True)])
+        return []
