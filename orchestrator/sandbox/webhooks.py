@@ -10,7 +10,8 @@ URL configured nothing is sent and the delivery is recorded as ``no_endpoint``.
 Every delivery is kept in `WebhookSender.deliveries` (also ``GET /_sim/webhooks``), and
 `redeliver` sends a recorded one again with a fresh signature, as a provider's
 dashboard "resend" does: tests use it to prove a webhook delivered three times has one
-effect. `send(background=True)` returns at once; `wait_idle` waits for those.
+effect. `send(background=True)` and `enqueue` (sync) return at once; `wait_idle` waits
+for those.
 """
 
 from __future__ import annotations
@@ -99,6 +100,18 @@ class WebhookSender:
         *,
         background: bool = False,
     ) -> Delivery:
+        if background:
+            return self.enqueue(event_id, event_type, body, sign)
+        delivery = self._record(event_id, event_type, body, sign)
+        return await self._deliver(delivery)
+
+    def enqueue(self, event_id: str, event_type: str, body: bytes, sign: Signer) -> Delivery:
+        """Deliver in the background (needs a running loop): for sends from sync code."""
+        delivery = self._record(event_id, event_type, body, sign)
+        self._spawn(delivery)
+        return delivery
+
+    def _record(self, event_id: str, event_type: str, body: bytes, sign: Signer) -> Delivery:
         delivery = Delivery(
             delivery_id=f"dlv_{next(self._ids)}",
             event_id=event_id,
@@ -108,10 +121,7 @@ class WebhookSender:
             sign=sign,
         )
         self.deliveries.append(delivery)
-        if background:
-            self._spawn(delivery)
-            return delivery
-        return await self._deliver(delivery)
+        return delivery
 
     async def redeliver(self, delivery_id: str, *, background: bool = False) -> Delivery:
         original = self.find(delivery_id)

@@ -1,0 +1,1 @@
+"""Stripe Checkout: `client.StripeProvider` (the ``stripe`` SDK, async) and pure `transformers`."""
