@@ -1,0 +1,444 @@
+"""The Polar adapter against the Polar simulator, over real HTTP, with real webhooks."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from pydantic import SecretStr
+from starlette.responses import Response
+
+from events.values import (
+    Address,
+    Customer,
+    Mode,
+    PaymentStatus,
+    Provider,
+    RequestedAmount,
+    SessionStatus,
+    SessionUrls,
+)
+from orchestrator.providers.base import (
+    OpenRequest,
+    PaymentProvider,
+    ProviderRejected,
+    ProviderUnavailable,
+    UnsupportedOperation,
+    WebhookRejected,
+)
+from orchestrator.providers.polar.client import PolarConfig, PolarProvider
+from orchestrator.sandbox.polar_sim import PolarCatalog, PolarSimulator
+from orchestrator.sandbox.server import SandboxServer
+from orchestrator.sandbox.simulator import DriveRequest
+
+TOKEN = "polar_oat_sandbox_token"  # noqa: S105 - the simulator's own
+SECRET = "whsec_" + base64.b64encode(b"polar-sandbox-webhook-secret").decode()
+ONE_TIME, MONTHLY = "prod_sim_one_time", "prod_sim_monthly"
+
+
+@dataclass
+class Clock:
+    now: float = field(default_factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.now, tz=UTC)
+
+
+@dataclass
+class Receiver:
+    """Our side of the webhooks: records what arrives, answers 204."""
+
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/webhooks/polar")
+        async def hook(request: Request) -> Response:
+            self.received.append((dict(request.headers), await request.body()))
+            return Response(status_code=204)
+
+        return app
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    async with SandboxServer(receiver.app()) as server:
+        receiver.url = f"{server.base_url}/webhooks/polar"
+        yield receiver
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def sim(receiver: Receiver, clock: Clock) -> AsyncIterator[PolarSimulator]:
+    catalog = PolarCatalog(discounts={"disc_10": 1000}, tax_rate_bps=2000)
+    async with PolarSimulator(
+        access_token=TOKEN,
+        webhook_secret=SECRET,
+        catalog=catalog,
+        webhook_url=receiver.url,
+        clock=clock,
+    ) as sim:
+        yield sim
+
+
+def config(base_url: str, **changes: Any) -> PolarConfig:
+    fields: dict[str, Any] = {
+        "access_token": SecretStr(TOKEN),
+        "webhook_secret": SecretStr(SECRET),
+        "payment_product_id": ONE_TIME,
+        "subscription_product_id": MONTHLY,
+        "base_url": base_url,
+        "timeout_seconds": 2.0,
+    }
+    return PolarConfig(**(fields | changes))
+
+
+@pytest.fixture
+async def polar(sim: PolarSimulator) -> AsyncIterator[PolarProvider]:
+    provider = PolarProvider(config(sim.base_url))
+    yield provider
+    await provider.aclose()
+
+
+def request(**changes: Any) -> OpenRequest:
+    fields: dict[str, Any] = {
+        "session_id": "cs_polar_1",
+        "attempt": 1,
+        "mode": Mode.PAYMENT,
+        "amount": RequestedAmount(currency="USD", amount=2500),
+        "customer": Customer(email="ada@example.com"),
+        "urls": SessionUrls(success_url="https://shop.example/ok"),
+        "metadata": {"order": "42"},
+        "client_reference_id": "cart-7",
+    }
+    return OpenRequest(**(fields | changes))
+
+
+async def drive(sim: PolarSimulator, session_id: str, action: str) -> dict[str, Any]:
+    """Drive through the HTTP control route, as the demo and other processes do."""
+    async with httpx.AsyncClient(base_url=sim.base_url) as client:
+        answer = await client.post(f"/_sim/sessions/{session_id}/{action}")
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def test_the_adapter_satisfies_the_protocol() -> None:
+    provider: PaymentProvider = PolarProvider(config("http://127.0.0.1:9"))
+    assert provider.name is Provider.POLAR
+    assert provider.capabilities.modes == {Mode.PAYMENT, Mode.SUBSCRIPTION}
+    assert provider.capabilities.min_amount["USD"] == 50
+
+
+# --- open and retrieve ------------------------------------------------------------------------
+
+
+async def test_open_returns_a_canonical_open_session(
+    polar: PolarProvider, sim: PolarSimulator
+) -> None:
+    session = await polar.open_session(request())
+    assert session.provider is Provider.POLAR
+    assert (session.status, session.payment_status) == (SessionStatus.OPEN, PaymentStatus.UNPAID)
+    assert session.mode is Mode.PAYMENT
+    assert session.session_id == "cs_polar_1"
+    assert session.client_reference_id == "cart-7"
+    assert session.metadata == {"order": "42"}
+    assert session.checkout_url is not None
+    assert session.checkout_url.startswith(sim.base_url)
+    assert session.client_secret is not None
+    assert session.amounts is not None
+    assert (session.amounts.subtotal, session.amounts.discount) == (2500, 0)
+    assert (session.amounts.tax, session.amounts.total) == (None, 2500)  # no country: no tax yet
+    assert session.expires_at is not None
+    assert session.created_at is not None
+    assert session.expires_at - session.created_at == timedelta(hours=1)
+    assert sim.stats()["sessions_created"] == 1
+    retrieved = await polar.retrieve_session(session.provider_session_id)
+    assert retrieved.model_dump(exclude={"raw", "client_secret"}) == session.model_dump(
+        exclude={"raw", "client_secret"}
+    )
+
+
+async def test_a_redelivered_open_finds_the_first_checkout(
+    polar: PolarProvider, sim: PolarSimulator
+) -> None:
+    first = await polar.open_session(request())
+    again = await polar.open_session(request())
+    next_attempt = await polar.open_session(request(attempt=2))
+    assert again.provider_session_id == first.provider_session_id
+    assert next_attempt.provider_session_id != first.provider_session_id
+    assert sim.stats()["sessions_created"] == 2
+
+
+async def test_subscription_mode_uses_the_recurring_product(polar: PolarProvider) -> None:
+    session = await polar.open_session(request(mode=Mode.SUBSCRIPTION))
+    assert session.mode is Mode.SUBSCRIPTION
+    assert session.raw["product_id"] == MONTHLY
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"mode": Mode.SETUP}, id="setup-mode"),
+        pytest.param({"amount": RequestedAmount(currency="GBP", amount=2500)}, id="currency"),
+    ],
+)
+async def test_what_polar_cannot_take_is_rejected_before_any_call(
+    polar: PolarProvider, sim: PolarSimulator, bad: dict[str, Any]
+) -> None:
+    with pytest.raises(ProviderRejected):
+        await polar.open_session(request(**bad))
+    assert sim.all_stats()["api_requests"] == 0
+
+
+async def test_the_amounts_trap_over_http(polar: PolarProvider, sim: PolarSimulator) -> None:
+    """A discount applied with PATCH: Polar's subtotal_amount is after it, ours is before."""
+    customer = Customer(email="ada@example.com", address=Address(country="FR"))
+    session = await polar.open_session(request(customer=customer))
+    patched = await polar.api.update_checkout(
+        session.provider_session_id, {"discount_id": "disc_10"}
+    )
+    assert (patched["subtotal_amount"], patched["net_amount"]) == (1500, 1500)
+    amounts = (await polar.retrieve_session(session.provider_session_id)).amounts
+    assert amounts is not None
+    assert (amounts.subtotal, amounts.discount, amounts.tax, amounts.total) == (
+        2500,
+        1000,
+        300,
+        1800,
+    )
+    assert sim.stats()["update_requests"] == 1
+
+
+async def test_list_checkouts(polar: PolarProvider, clock: Clock) -> None:
+    opened = []
+    for attempt in (1, 2, 3):
+        opened.append(await polar.open_session(request(attempt=attempt)))
+        clock.now += 1
+    listed = await polar.api.list_checkouts(product_id=ONE_TIME, limit=2, sorting="-created_at")
+    assert [item["id"] for item in listed] == [s.provider_session_id for s in opened[::-1][:2]]
+
+
+# --- pay, fail, expire: drives and their signed webhooks --------------------------------------
+
+
+async def test_pay_sends_confirmed_succeeded_and_order_paid(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await polar.open_session(request())
+    result = await drive(sim, session.provider_session_id, "pay")
+    assert [w["state"] for w in result["webhooks"]] == ["delivered"] * 3
+    events = [polar.verify_webhook(h, body, clock.at()) for h, body in receiver.received]
+    assert [(e.provider_type, e.kind) for e in events] == [
+        ("checkout.updated", "processing"),
+        ("checkout.updated", "completed"),
+        ("order.paid", "completed"),
+    ]
+    assert {e.provider_session_id for e in events} == {session.provider_session_id}
+    assert {e.session.session_id for e in events if e.session} == {"cs_polar_1"}
+    assert len({e.event_id for e in events}) == 3
+    paid = await polar.retrieve_session(session.provider_session_id)
+    assert (paid.status, paid.payment_status) == (SessionStatus.COMPLETE, PaymentStatus.PAID)
+    assert paid.amounts is not None
+    assert (paid.amounts.tax, paid.amounts.total) == (500, 3000)  # 20 % once the country is known
+
+
+async def test_delayed_pay_stays_processing_until_paid(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await polar.open_session(request())
+    await sim.pay(session.provider_session_id, DriveRequest(delayed=True))
+    processing = await polar.retrieve_session(session.provider_session_id)
+    assert processing.status is SessionStatus.PROCESSING
+    assert processing.payment_status is PaymentStatus.UNPAID
+    await sim.pay(session.provider_session_id)
+    kinds = [polar.verify_webhook(h, b, clock.at()).kind for h, b in receiver.received]
+    assert kinds == ["processing", "completed", "completed"]
+
+
+async def test_fail(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await polar.open_session(request())
+    await drive(sim, session.provider_session_id, "fail")
+    ((headers, body),) = receiver.received
+    event = polar.verify_webhook(headers, body, clock.at())
+    assert (event.kind, event.provider_session_id) == (
+        "payment_failed",
+        session.provider_session_id,
+    )
+    failed = await polar.retrieve_session(session.provider_session_id)
+    assert (failed.status, failed.payment_status) == (SessionStatus.FAILED, PaymentStatus.UNPAID)
+
+
+async def test_expire_is_polars_own_and_the_adapter_says_unsupported(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await polar.open_session(request())
+    with pytest.raises(UnsupportedOperation):
+        await polar.expire_session(session.provider_session_id)
+    await drive(sim, session.provider_session_id, "expire")
+    ((headers, body),) = receiver.received
+    event = polar.verify_webhook(headers, body, clock.at())
+    assert (event.provider_type, event.kind) == ("checkout.expired", "expired")
+    expired = await polar.retrieve_session(session.provider_session_id)
+    assert expired.status is SessionStatus.EXPIRED
+
+
+async def test_a_checkout_expires_an_hour_after_creation(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await polar.open_session(request())
+    clock.now += 3601
+    assert (await polar.retrieve_session(session.provider_session_id)).status is (
+        SessionStatus.EXPIRED
+    )
+    await sim.webhooks.wait_idle()
+    ((headers, body),) = receiver.received
+    assert polar.verify_webhook(headers, body, clock.at()).kind == "expired"
+
+
+async def test_a_dropped_webhook_never_arrives_and_retrieve_still_tells(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver
+) -> None:
+    session = await polar.open_session(request())
+    sim.faults.set(drop_webhooks_next=3)
+    result = await drive(sim, session.provider_session_id, "pay")
+    assert [w["state"] for w in result["webhooks"]] == ["dropped"] * 3
+    assert receiver.received == []
+    assert (await polar.retrieve_session(session.provider_session_id)).status is (
+        SessionStatus.COMPLETE
+    )
+
+
+# --- webhooks: trust ----------------------------------------------------------------------------
+
+
+async def paid_webhooks(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver
+) -> list[tuple[dict[str, str], bytes]]:
+    session = await polar.open_session(request())
+    await sim.pay(session.provider_session_id)
+    return receiver.received
+
+
+async def test_forged_stale_and_future_webhooks_are_rejected(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    headers, body = (await paid_webhooks(polar, sim, receiver))[1]
+    forged = body.replace(b'"succeeded"', b'"failed"   ')
+    assert forged != body
+    with pytest.raises(WebhookRejected, match="no matching signature"):
+        polar.verify_webhook(headers, forged, clock.at())
+    with pytest.raises(WebhookRejected, match="too old"):
+        polar.verify_webhook(headers, body, clock.at() + timedelta(minutes=6))
+    with pytest.raises(WebhookRejected, match="future"):
+        polar.verify_webhook(headers, body, clock.at() - timedelta(minutes=6))
+    other = PolarProvider(config(sim.base_url, webhook_secret=SecretStr("whsec_c29tZXRoaW5n")))
+    with pytest.raises(WebhookRejected):
+        other.verify_webhook(headers, body, clock.at())
+    await other.aclose()
+    assert polar.verify_webhook(headers, body, clock.at()).kind == "completed"
+
+
+async def test_the_simulator_signs_with_the_utf8_bytes_of_the_whole_secret(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver
+) -> None:
+    standardwebhooks = pytest.importorskip("standardwebhooks")
+    headers, body = (await paid_webhooks(polar, sim, receiver))[0]
+    as_polar = standardwebhooks.Webhook(base64.b64encode(SECRET.encode("utf-8")).decode())
+    as_polar.verify(body, headers)  # the reference verifier, given Polar's key, agrees
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(SECRET).verify(body, headers)  # the plain reading fails
+
+
+async def test_a_redelivery_keeps_the_event_id_and_is_freshly_signed(
+    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    await paid_webhooks(polar, sim, receiver)
+    first = sim.webhooks.deliveries[1]
+    clock.now += 60
+    await sim.webhooks.redeliver(first.delivery_id)
+    (h1, b1), (h2, b2) = receiver.received[1], receiver.received[-1]
+    assert h1["webhook-timestamp"] != h2["webhook-timestamp"]
+    e1, e2 = polar.verify_webhook(h1, b1, clock.at()), polar.verify_webhook(h2, b2, clock.at())
+    assert e1.event_id == e2.event_id  # the ingress dedupes on it
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+async def test_5xx_is_unavailable(polar: PolarProvider, sim: PolarSimulator) -> None:
+    session = await polar.open_session(request())
+    sim.faults.set(error_next=1, error_status=502)
+    with pytest.raises(ProviderUnavailable) as failure:
+        await polar.retrieve_session(session.provider_session_id)
+    assert failure.value.retryable
+    assert failure.value.details["status_code"] == 502
+    sim.faults.set(error_next=1)
+    with pytest.raises(ProviderUnavailable):
+        await polar.open_session(request(attempt=2))
+
+
+async def test_create_failing_after_the_lookup_is_unavailable(sim: PolarSimulator) -> None:
+    provider = PolarProvider(config(sim.base_url, dedupe_lookup=False))
+    sim.faults.set(error_next=1, error_status=500)
+    try:
+        with pytest.raises(ProviderUnavailable):
+            await provider.open_session(request())
+    finally:
+        await provider.aclose()
+    assert sim.stats()["sessions_created"] == 0
+
+
+async def test_a_timeout_is_unavailable(sim: PolarSimulator) -> None:
+    provider = PolarProvider(config(sim.base_url, timeout_seconds=0.3))
+    sim.faults.set(hang_next=1, hang_seconds=5)
+    try:
+        with pytest.raises(ProviderUnavailable, match="timed out"):
+            await provider.open_session(request())
+    finally:
+        await provider.aclose()
+
+
+async def test_a_refused_connection_is_unavailable() -> None:
+    provider = PolarProvider(config("http://127.0.0.1:9"))
+    try:
+        with pytest.raises(ProviderUnavailable):
+            await provider.retrieve_session("co_1")
+    finally:
+        await provider.aclose()
+
+
+async def test_4xx_is_rejected(polar: PolarProvider, sim: PolarSimulator) -> None:
+    with pytest.raises(ProviderRejected) as missing:
+        await polar.retrieve_session("4b1e4a7e-0000-4000-8000-000000000000")
+    assert missing.value.details["status_code"] == 404
+    assert missing.value.details["error"] == "ResourceNotFound"
+    with pytest.raises(ProviderRejected):
+        await polar.retrieve_session("../v1/orders")
+    wrong = PolarProvider(config(sim.base_url, access_token=SecretStr("polar_oat_wrong")))
+    try:
+        with pytest.raises(ProviderRejected) as denied:
+            await wrong.open_session(request())
+    finally:
+        await wrong.aclose()
+    assert denied.value.details["status_code"] == 401
+    assert "polar_oat_wrong" not in str(denied.value.to_dict())
