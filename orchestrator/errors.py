@@ -8,6 +8,7 @@
     ├── IllegalTransition       illegal_transition    command not allowed in this state
     ├── ConcurrencyConflict     concurrency_conflict  another writer appended first
     ├── CorruptHistory          corrupt_history       stored events do not fold (a bug)
+    ├── NoRoute                 no_route              no provider can take it (``explanation``)
     └── InfrastructureError     (not a rejection: the command is retried)
         ├── UnsupportedServer   unsupported_server    nats-server too old / no JetStream
         ├── StreamMisconfigured stream_misconfigured  an existing stream has unsafe flags
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from events.catalog import RoutingExplanation
+
 __all__ = [
     "CheckoutError",
     "ConcurrencyConflict",
@@ -28,6 +31,7 @@ __all__ = [
     "IllegalTransition",
     "InfrastructureError",
     "InvalidCommand",
+    "NoRoute",
     "SessionAlreadyExists",
     "SessionNotFound",
     "StoreUnavailable",
@@ -100,6 +104,14 @@ class ConcurrencyConflict(CheckoutError):
 
 class CorruptHistory(CheckoutError):
     code = "corrupt_history"
+
+
+class NoRoute(CheckoutError):
+    code = "no_route"
+
+    def __init__(self, message: str, explanation: RoutingExplanation) -> None:
+        super().__init__(message, explanation=explanation.model_dump(mode="json"))
+        self.explanation = explanation
 
 
 class InfrastructureError(CheckoutError):
