@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     store_timeout_seconds: float = Field(default=5.0, gt=0)
     embedded_nats_port: int = Field(default=14222, description="preferred; a free one if taken")
     embedded_postgres_port: int = Field(default=15432, description="preferred; a free one if taken")
+    routing_rules_path: Path | None = None  # None: the rules shipped in orchestrator.routing
 
     def layout(self) -> StreamLayout:
         return StreamLayout(
