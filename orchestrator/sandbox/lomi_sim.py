@@ -1,0 +1,358 @@
+"""A stateful local lomi.: the checkout-session endpoints and lomi's signed webhooks.
+
+Built on the shared `Simulator` (faults, ``/_sim`` control routes, webhook sender).
+Speaks ``POST /checkout-sessions`` (honouring ``Idempotency-Key``: the same key and
+body answer the first session again, a different body under a used key is 409),
+``GET /checkout-sessions/{id}`` and ``GET /checkout-sessions?status=&limit=&offset=``
+behind ``X-API-KEY``; no update, no expire endpoint. Sessions carry the seed-004 field
+set plus ``checkout_url``, and ``amount`` goes out as a float in the smallest unit
+(``10000.0`` for 10 000 F CFA), as lomi sends it.
+
+Create refuses what lomi refuses (400): a currency other than XOF, USD, EUR; neither
+``amount`` nor ``line_items``; neither ``customer_email`` nor ``customer_id``; a
+fractional amount. Sessions expire 60 minutes after creation unless ``expires_at``
+says otherwise (read lazily against the clock; lomi sends no webhook for it).
+
+Drives (also ``POST /_sim/sessions/{id}/pay|fail|expire``):
+
+- pay: status ``completed``, webhook PAYMENT_SUCCEEDED whose data is the transaction
+  (naming ``checkout_session_id``). ``legacy_events`` sends the older
+  CHECKOUT_COMPLETED with the session as data instead; ``ambiguous_webhooks`` leaves
+  the session id out of the data (the case the orchestrator settles by polling).
+- fail: the session stays ``open`` (the customer may try again), webhook PAYMENT_FAILED.
+- expire: status ``expired``, no webhook.
+
+Webhooks are signed ``X-Lomi-Signature: hex(HMAC-SHA256(secret, raw_body))`` with
+``X-Lomi-Event``; the body is ``{id, event, timestamp, data, lomi_environment}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from starlette.responses import JSONResponse, Response
+
+from orchestrator.providers.lomi.transformers import sign_webhook
+from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
+
+__all__ = ["LomiSimulator"]
+
+SESSION_TTL = timedelta(minutes=60)
+CURRENCIES = frozenset({"XOF", "USD", "EUR"})
+
+
+class _LineItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    quantity: int = Field(default=1, ge=1)
+    unit_amount: float = Field(ge=0)
+
+
+class _SessionCreate(BaseModel):
+    """lomi's ``checkout_sessions_create`` (the fields a merchant may send)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    currency_code: str
+    amount: float | None = Field(default=None, ge=0)
+    line_items: list[_LineItem] | None = None
+    customer_email: str | None = None
+    customer_id: str | None = None
+    customer_name: str | None = None
+    customer_phone: str | None = None
+    success_url: str | None = None
+    cancel_url: str | None = None
+    expires_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    title: str | None = None
+    public_description: str | None = None
+    allowed_providers: list[str] | str | None = None
+    allow_coupon_code: bool = False
+    allow_quantity: bool = False
+    quantity: float | None = None
+    product_id: str | None = None
+    price_id: str | None = None
+    subscription_id: str | None = None
+    is_pos: bool = False
+    is_spi: bool = False
+
+
+class LomiSimulator(Simulator):
+    provider: ClassVar[str] = "lomi"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        webhook_secret: str,
+        environment: str = "test",
+        **kwargs: Any,
+    ) -> None:
+        self._api_key = api_key
+        self._secret = SecretStr(webhook_secret)
+        self.environment = environment
+        self.organization_id = str(uuid.uuid4())
+        self.legacy_events = False
+        self.ambiguous_webhooks = False
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self._idempotency: dict[str, tuple[str, str]] = {}  # key -> (body digest, session id)
+        self._counts = dict.fromkeys(
+            ("sessions_created", "idempotent_replays", "sessions_paid", "payments_failed"), 0
+        )
+        self._counts["sessions_expired"] = 0
+        super().__init__(**kwargs)
+
+    # --- the provider's API ---------------------------------------------------------------
+
+    def add_routes(self, app: FastAPI) -> None:
+        auth = [Depends(self._authorize)]
+        app.add_exception_handler(RequestValidationError, self._invalid)
+
+        @app.post("/checkout-sessions", status_code=201, dependencies=auth)
+        async def create(
+            body: _SessionCreate,
+            request: Request,
+            idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+        ) -> Response:
+            self._sweep()
+            session, replayed = self._create(body, str(request.base_url), idempotency_key)
+            headers = {"Idempotent-Replayed": "true"} if replayed else {}
+            return JSONResponse(session, status_code=201, headers=headers)
+
+        @app.get("/checkout-sessions", dependencies=auth)
+        async def list_sessions(
+            status: str | None = None,
+            limit: Annotated[int, Query(ge=1, le=100)] = 20,
+            offset: Annotated[int, Query(ge=0)] = 0,
+        ) -> dict[str, Any]:
+            self._sweep()
+            found = [s for s in self.sessions.values() if status is None or s["status"] == status]
+            found.sort(key=lambda session: str(session["created_at"]), reverse=True)
+            page = [dict(session) for session in found[offset : offset + limit]]
+            return {
+                "data": page,
+                "pagination": {"limit": limit, "offset": offset, "total": len(found)},
+            }
+
+        @app.get("/checkout-sessions/{checkout_session_id}", dependencies=auth)
+        async def retrieve(checkout_session_id: str) -> dict[str, Any]:
+            self._sweep()
+            return self.describe(checkout_session_id)
+
+    def error_response(self, error: SimulatorError) -> Response:
+        code = error.code or _ERROR_CODES.get(error.status, "ERROR")
+        body = {"error": {"code": code, "message": error.message, "status": error.status}}
+        return JSONResponse(body, status_code=error.status)
+
+    async def _invalid(self, _request: Request, exc: Exception) -> Response:
+        detail = exc.errors() if isinstance(exc, RequestValidationError) else []
+        fields = ", ".join(".".join(map(str, e["loc"][1:])) for e in detail) or "body"
+        return self.error_response(SimulatorError(400, f"Invalid request: {fields}"))
+
+    async def _authorize(self, x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if x_api_key is None or not secrets.compare_digest(x_api_key, self._api_key):
+            raise SimulatorError(401, "Invalid or missing API key")
+
+    def _create(
+        self, body: _SessionCreate, base_url: str, key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        if key is not None and key in self._idempotency:
+            first_digest, session_id = self._idempotency[key]
+            if first_digest != digest:
+                raise SimulatorError(
+                    409, "Idempotency-Key reused with a different body", code="IDEMPOTENCY_CONFLICT"
+                )
+            self._counts["idempotent_replays"] += 1
+            return dict(self.sessions[session_id]), True
+        session = self._new_session(body, base_url)
+        if key is not None:
+            self._idempotency[key] = (digest, session["checkout_session_id"])
+        return dict(session), False
+
+    def _new_session(self, body: _SessionCreate, base_url: str) -> dict[str, Any]:
+        currency, amount = _validate(body)
+        now = self._now()
+        session_id = str(uuid.uuid4())
+        expires = body.expires_at.astimezone(UTC) if body.expires_at else now + SESSION_TTL
+        providers = body.allowed_providers
+        session: dict[str, Any] = {
+            "checkout_session_id": session_id,
+            "organization_id": self.organization_id,
+            "created_by": self.organization_id,
+            "created_at": _iso(now),
+            "updated_at": _iso(now),
+            "expires_at": _iso(expires),
+            "status": "open",
+            "environment": self.environment,
+            "amount": float(amount),  # lomi's wire type: a float in the smallest unit
+            "currency_code": currency,
+            "quantity": float(body.quantity or 1),
+            "title": body.title,
+            "public_description": body.public_description,
+            "customer_email": body.customer_email,
+            "customer_id": body.customer_id,
+            "customer_name": body.customer_name,
+            "customer_phone": body.customer_phone,
+            "success_url": body.success_url,
+            "cancel_url": body.cancel_url,
+            "metadata": dict(body.metadata),
+            "allowed_providers": ",".join(providers) if isinstance(providers, list) else providers,
+            "allow_coupon_code": body.allow_coupon_code,
+            "allow_quantity": body.allow_quantity,
+            "product_id": body.product_id,
+            "price_id": body.price_id,
+            "subscription_id": body.subscription_id,
+            "installment_plan_id": None,
+            "payment_link_id": None,
+            "payment_request_id": None,
+            "is_pos": body.is_pos,
+            "is_spi": body.is_spi,
+            "spi_account_number": None,
+            "spi_qr_code_id": None,
+            "qr_code_data": None,
+            "qr_code_type": None,
+            "checkout_url": f"{base_url.rstrip('/')}/checkout/{session_id}",
+        }
+        self.sessions[session_id] = session
+        self._counts["sessions_created"] += 1
+        return session
+
+    # --- drives ---------------------------------------------------------------------------
+
+    async def pay(self, session_id: str, drive: DriveRequest | None = None) -> DriveResult:
+        session = self._open(session_id)
+        self._set_status(session, "completed")
+        self._counts["sessions_paid"] += 1
+        if self.legacy_events:
+            sent = await self._send("CHECKOUT_COMPLETED", dict(session), drive)
+        else:
+            sent = await self._send(
+                "PAYMENT_SUCCEEDED", self._transaction(session, "completed"), drive
+            )
+        return DriveResult(session=dict(session), webhooks=[sent])
+
+    async def fail(self, session_id: str, drive: DriveRequest | None = None) -> DriveResult:
+        session = self._open(session_id)
+        self._counts["payments_failed"] += 1
+        sent = await self._send("PAYMENT_FAILED", self._transaction(session, "failed"), drive)
+        return DriveResult(session=dict(session), webhooks=[sent])
+
+    async def expire(
+        self,
+        session_id: str,
+        drive: DriveRequest | None = None,  # noqa: ARG002 - lomi sends no webhook to time
+    ) -> DriveResult:
+        self._expire(self._open(session_id))
+        return DriveResult(session=self.describe(session_id), webhooks=[])
+
+    def describe(self, session_id: str) -> dict[str, Any]:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SimulatorError(404, f"Checkout session {session_id} not found")
+        return dict(session)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def _open(self, session_id: str) -> dict[str, Any]:
+        self._sweep()
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SimulatorError(404, f"Checkout session {session_id} not found")
+        if session["status"] != "open":
+            raise SimulatorError(409, f"Checkout session is {session['status']}")
+        return session
+
+    def _sweep(self) -> None:
+        now = _iso(self._now())
+        for session in self.sessions.values():
+            if session["status"] == "open" and session["expires_at"] <= now:
+                self._expire(session)
+
+    def _expire(self, session: dict[str, Any]) -> None:
+        self._set_status(session, "expired")
+        self._counts["sessions_expired"] += 1
+
+    def _set_status(self, session: dict[str, Any], status: str) -> None:
+        session["status"] = status
+        session["updated_at"] = _iso(self._now())
+
+    def _transaction(self, session: Mapping[str, Any], status: str) -> dict[str, Any]:
+        transaction: dict[str, Any] = {
+            "transaction_id": str(uuid.uuid4()),
+            "status": status,
+            "amount": session["amount"],
+            "currency_code": session["currency_code"],
+            "provider_code": "WAVE",
+            "payment_method_code": "MOBILE_MONEY",
+            "customer_email": session["customer_email"],
+            "metadata": dict(session["metadata"]),
+            "created_at": _iso(self._now()),
+        }
+        if not self.ambiguous_webhooks:
+            transaction["checkout_session_id"] = session["checkout_session_id"]
+        return transaction
+
+    async def _send(
+        self, event: str, data: Mapping[str, Any], drive: DriveRequest | None
+    ) -> dict[str, Any]:
+        event_id = f"evt_{uuid.uuid4().hex}"
+        payload = {
+            "id": event_id,
+            "event": event,
+            "timestamp": _iso(self._now()),
+            "data": dict(data),
+            "lomi_environment": self.environment,
+        }
+        body = json.dumps(payload).encode()
+
+        def sign(raw: bytes) -> Mapping[str, str]:
+            return {"X-Lomi-Signature": sign_webhook(self._secret, raw), "X-Lomi-Event": event}
+
+        background = bool(drive and drive.background)
+        return (await self.emit(event_id, event, body, sign, background=background)).to_json()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), tz=UTC)
+
+
+_ERROR_CODES = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+}
+
+
+def _validate(body: _SessionCreate) -> tuple[str, int]:
+    currency = body.currency_code.upper()
+    if currency not in CURRENCIES:
+        raise SimulatorError(400, f"currency_code must be one of XOF, USD, EUR, not {currency}")
+    if body.customer_email is None and body.customer_id is None:
+        raise SimulatorError(400, "customer_email or customer_id is required")
+    if body.amount is not None:
+        amount = body.amount
+    elif body.line_items:
+        amount = sum(item.unit_amount * item.quantity for item in body.line_items)
+    else:
+        raise SimulatorError(400, "amount or line_items is required")
+    if not math.isfinite(amount) or not float(amount).is_integer():
+        raise SimulatorError(400, "amount must be a whole number of the smallest currency unit")
+    return currency, int(amount)
+
+
+def _iso(moment: datetime) -> str:
+    # Fixed width (always microseconds), so these strings sort and compare as times.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,420 @@
+"""The lomi adapter against the lomi simulator, over real HTTP, with real webhooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from pydantic import SecretStr
+from starlette.responses import Response
+
+from events.values import (
+    Customer,
+    LineItem,
+    Mode,
+    PaymentStatus,
+    Provider,
+    RequestedAmount,
+    SessionStatus,
+    SessionUrls,
+)
+from orchestrator.providers.base import (
+    OpenRequest,
+    PaymentProvider,
+    ProviderRejected,
+    ProviderUnavailable,
+    UnsupportedOperation,
+    WebhookRejected,
+)
+from orchestrator.providers.lomi import transformers
+from orchestrator.providers.lomi.client import LomiConfig, LomiProvider
+from orchestrator.sandbox.lomi_sim import LomiSimulator
+from orchestrator.sandbox.server import SandboxServer
+
+API_KEY = "lomi_sk_test_sandbox"
+SECRET = "lomi_whsec_sandbox_secret"  # noqa: S105 - the simulator's own
+
+
+@dataclass
+class Clock:
+    now: float = field(default_factory=time.time)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.now, tz=UTC)
+
+
+@dataclass
+class Receiver:
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/webhooks/lomi")
+        async def hook(request: Request) -> Response:
+            self.received.append((dict(request.headers), await request.body()))
+            return Response(status_code=204)
+
+        return app
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    async with SandboxServer(receiver.app()) as server:
+        receiver.url = f"{server.base_url}/webhooks/lomi"
+        yield receiver
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def sim(receiver: Receiver, clock: Clock) -> AsyncIterator[LomiSimulator]:
+    async with LomiSimulator(
+        api_key=API_KEY, webhook_secret=SECRET, webhook_url=receiver.url, clock=clock
+    ) as sim:
+        yield sim
+
+
+def config(base_url: str, **changes: Any) -> LomiConfig:
+    fields: dict[str, Any] = {
+        "api_key": SecretStr(API_KEY),
+        "webhook_secret": SecretStr(SECRET),
+        "base_url": base_url,
+        "timeout_seconds": 2.0,
+    }
+    return LomiConfig(**(fields | changes))
+
+
+@pytest.fixture
+async def lomi(sim: LomiSimulator) -> AsyncIterator[LomiProvider]:
+    provider = LomiProvider(config(sim.base_url))
+    yield provider
+    await provider.aclose()
+
+
+def request(**changes: Any) -> OpenRequest:
+    fields: dict[str, Any] = {
+        "session_id": "cs_lomi_1",
+        "attempt": 1,
+        "mode": Mode.PAYMENT,
+        "amount": RequestedAmount(currency="XOF", amount=10000),
+        "customer": Customer(email="awa@example.sn", phone="+221770000000", country="SN"),
+        "urls": SessionUrls(success_url="https://shop.example/ok"),
+        "metadata": {"order": "42"},
+    }
+    return OpenRequest(**(fields | changes))
+
+
+async def drive(sim: LomiSimulator, session_id: str, action: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=sim.base_url) as client:
+        answer = await client.post(f"/_sim/sessions/{session_id}/{action}")
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def test_the_adapter_satisfies_the_protocol() -> None:
+    provider: PaymentProvider = LomiProvider(config("http://127.0.0.1:9"))
+    assert provider.name is Provider.LOMI
+    assert provider.capabilities.currencies == {"XOF", "USD", "EUR"}
+    assert provider.capabilities.modes == {Mode.PAYMENT}
+
+
+# --- open and retrieve ------------------------------------------------------------------------
+
+
+async def test_open_returns_an_open_session_with_integer_francs(
+    lomi: LomiProvider, sim: LomiSimulator
+) -> None:
+    session = await lomi.open_session(request())
+    wire = sim.describe(session.provider_session_id)
+    assert wire["amount"] == 10000.0
+    assert isinstance(wire["amount"], float)
+    assert session.amounts is not None
+    assert session.amounts.total == 10000
+    assert type(session.amounts.total) is int
+    assert session.currency == "XOF"
+    assert (session.status, session.payment_status) == (SessionStatus.OPEN, PaymentStatus.UNPAID)
+    assert session.session_id == "cs_lomi_1"
+    assert session.metadata == {"order": "42"}
+    assert session.checkout_url == f"{sim.base_url}/checkout/{session.provider_session_id}"
+    assert session.created_at is not None
+    assert session.expires_at is not None
+    assert session.expires_at - session.created_at == timedelta(minutes=60)
+    retrieved = await lomi.retrieve_session(session.provider_session_id)
+    assert retrieved.model_dump(exclude={"raw"}) == session.model_dump(exclude={"raw"})
+
+
+async def test_line_items_and_an_explicit_expiry(lomi: LomiProvider, clock: Clock) -> None:
+    amount = RequestedAmount(
+        currency="EUR", line_items=(LineItem(name="Tea", quantity=3, unit_amount=250),)
+    )
+    expires = clock.at() + timedelta(minutes=15)
+    session = await lomi.open_session(request(amount=amount, expires_at=expires))
+    assert session.amounts is not None
+    assert (session.currency, session.amounts.total) == ("EUR", 750)
+    assert session.expires_at == expires
+
+
+async def test_the_idempotency_key_makes_a_redelivered_open_a_replay(
+    lomi: LomiProvider, sim: LomiSimulator
+) -> None:
+    first = await lomi.open_session(request())
+    again = await lomi.open_session(request())
+    next_attempt = await lomi.open_session(request(attempt=2))
+    assert again.provider_session_id == first.provider_session_id
+    assert next_attempt.provider_session_id != first.provider_session_id
+    assert sim.stats()["sessions_created"] == 2
+    assert sim.stats()["idempotent_replays"] == 1
+
+
+async def test_an_answer_lost_in_a_timeout_is_recovered_by_the_retry(
+    sim: LomiSimulator,
+) -> None:
+    provider = LomiProvider(config(sim.base_url, timeout_seconds=0.3))
+    sim.faults.set(hang_next=1, hang_seconds=5, hang_phase="after")
+    try:
+        with pytest.raises(ProviderUnavailable, match="timed out"):
+            await provider.open_session(request())
+        session = await provider.open_session(request())
+    finally:
+        await provider.aclose()
+    assert sim.stats()["sessions_created"] == 1
+    assert session.provider_session_id in sim.sessions
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"amount": RequestedAmount(currency="GBP", amount=100)}, id="currency"),
+        pytest.param({"customer": Customer(name="Awa")}, id="no-email-no-id"),
+        pytest.param({"mode": Mode.SUBSCRIPTION}, id="mode"),
+    ],
+)
+async def test_what_lomi_cannot_take_is_rejected_before_any_call(
+    lomi: LomiProvider, sim: LomiSimulator, bad: dict[str, Any]
+) -> None:
+    with pytest.raises(ProviderRejected):
+        await lomi.open_session(request(**bad))
+    assert sim.all_stats()["api_requests"] == 0
+
+
+async def test_a_fractional_amount_from_lomi_is_refused_not_rounded(
+    lomi: LomiProvider, sim: LomiSimulator
+) -> None:
+    session = await lomi.open_session(request())
+    sim.sessions[session.provider_session_id]["amount"] = 10000.5
+    with pytest.raises(ProviderRejected, match="whole number"):
+        await lomi.retrieve_session(session.provider_session_id)
+
+
+async def test_the_simulator_refuses_what_lomi_refuses(sim: LomiSimulator) -> None:
+    headers = {"X-API-KEY": API_KEY}
+    base = {"currency_code": "XOF", "customer_email": "a@b.example"}
+    async with httpx.AsyncClient(base_url=sim.base_url, headers=headers) as client:
+        fractional = await client.post("/checkout-sessions", json=base | {"amount": 10000.5})
+        no_amount = await client.post("/checkout-sessions", json=base)
+        typo = await client.post("/checkout-sessions", json=base | {"amount": 1, "amout": 1})
+        listed = await client.get("/checkout-sessions", params={"status": "open"})
+    assert [fractional.status_code, no_amount.status_code, typo.status_code] == [400, 400, 400]
+    assert fractional.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert listed.json()["data"] == []
+
+
+async def test_list_sessions(lomi: LomiProvider, sim: LomiSimulator, clock: Clock) -> None:
+    opened = []
+    for attempt in (1, 2, 3):
+        opened.append(await lomi.open_session(request(attempt=attempt)))
+        clock.now += 1
+    await sim.expire(opened[0].provider_session_id)
+    listed = await lomi.api.list_checkout_sessions(status="open", limit=1, offset=0)
+    assert [item["checkout_session_id"] for item in listed] == [opened[2].provider_session_id]
+    everything = await lomi.api.list_checkout_sessions(limit=10)
+    assert len(everything) == 3
+
+
+# --- pay, fail, expire ------------------------------------------------------------------------
+
+
+async def test_pay_sends_payment_succeeded_naming_the_session(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await lomi.open_session(request())
+    result = await drive(sim, session.provider_session_id, "pay")
+    assert [w["state"] for w in result["webhooks"]] == ["delivered"]
+    ((headers, body),) = receiver.received
+    assert headers["x-lomi-event"] == "PAYMENT_SUCCEEDED"
+    event = lomi.verify_webhook(headers, body, clock.at())
+    assert (event.kind, event.provider_session_id) == ("completed", session.provider_session_id)
+    assert event.event_id.startswith("evt_")
+    assert not transformers.needs_poll(event)
+    paid = await lomi.retrieve_session(session.provider_session_id)
+    assert (paid.status, paid.payment_status) == (SessionStatus.COMPLETE, PaymentStatus.PAID)
+    assert paid.amounts is not None
+    assert paid.amounts.total == 10000
+
+
+async def test_the_older_checkout_completed_event_carries_the_session(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    sim.legacy_events = True
+    session = await lomi.open_session(request())
+    await sim.pay(session.provider_session_id)
+    ((headers, body),) = receiver.received
+    event = lomi.verify_webhook(headers, body, clock.at())
+    assert (event.provider_type, event.kind) == ("CHECKOUT_COMPLETED", "completed")
+    assert event.session is not None
+    assert event.session.session_id == "cs_lomi_1"
+    assert event.session.status is SessionStatus.COMPLETE
+
+
+async def test_an_ambiguous_payment_is_settled_by_polling(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    sim.ambiguous_webhooks = True
+    paid_one = await lomi.open_session(request())
+    other = await lomi.open_session(request(session_id="cs_lomi_2"))
+    await sim.pay(paid_one.provider_session_id)
+    ((headers, body),) = receiver.received
+    event = lomi.verify_webhook(headers, body, clock.at())
+    assert (event.kind, event.provider_session_id) == ("completed", None)
+    assert transformers.needs_poll(event)
+    # The poller: retrieve each session still open on our side, settle from lomi's status.
+    polled = [await lomi.retrieve_session(s.provider_session_id) for s in (paid_one, other)]
+    assert [s.status for s in polled] == [SessionStatus.COMPLETE, SessionStatus.OPEN]
+
+
+async def test_a_failed_payment_leaves_the_session_open(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await lomi.open_session(request())
+    await drive(sim, session.provider_session_id, "fail")
+    ((headers, body),) = receiver.received
+    event = lomi.verify_webhook(headers, body, clock.at())
+    assert (event.kind, event.provider_session_id) == (
+        "payment_failed",
+        session.provider_session_id,
+    )
+    still = await lomi.retrieve_session(session.provider_session_id)
+    assert (still.status, still.payment_status) == (SessionStatus.OPEN, PaymentStatus.UNPAID)
+
+
+async def test_expiry_is_lomis_own_and_retrieve_shows_it(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver
+) -> None:
+    session = await lomi.open_session(request())
+    with pytest.raises(UnsupportedOperation):
+        await lomi.expire_session(session.provider_session_id)
+    result = await drive(sim, session.provider_session_id, "expire")
+    assert result["webhooks"] == []
+    assert receiver.received == []
+    expired = await lomi.retrieve_session(session.provider_session_id)
+    assert (expired.status, expired.payment_status) == (SessionStatus.EXPIRED, PaymentStatus.UNPAID)
+
+
+async def test_sessions_expire_after_sixty_minutes(
+    lomi: LomiProvider, sim: LomiSimulator, clock: Clock
+) -> None:
+    session = await lomi.open_session(request())
+    clock.now += 59 * 60
+    assert (await lomi.retrieve_session(session.provider_session_id)).status is SessionStatus.OPEN
+    clock.now += 61
+    assert (await lomi.retrieve_session(session.provider_session_id)).status is (
+        SessionStatus.EXPIRED
+    )
+    assert sim.stats()["sessions_expired"] == 1
+
+
+async def test_a_dropped_webhook_never_arrives(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver
+) -> None:
+    session = await lomi.open_session(request())
+    sim.faults.set(drop_webhooks_next=1)
+    result = await drive(sim, session.provider_session_id, "pay")
+    assert result["webhooks"][0]["state"] == "dropped"
+    assert receiver.received == []
+
+
+# --- webhooks: trust --------------------------------------------------------------------------
+
+
+async def test_forged_webhooks_are_rejected_and_replays_keep_their_id(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await lomi.open_session(request())
+    await sim.pay(session.provider_session_id)
+    ((headers, body),) = receiver.received
+    forged = body.replace(b"PAYMENT_SUCCEEDED", b"PAYMENT_FAILED")
+    with pytest.raises(WebhookRejected):
+        lomi.verify_webhook(headers, forged, clock.at())
+    other = LomiProvider(config(sim.base_url, webhook_secret=SecretStr("not-the-secret")))
+    with pytest.raises(WebhookRejected):
+        other.verify_webhook(headers, body, clock.at())
+    await other.aclose()
+    # No signed timestamp: a replay a day later verifies; the ingress dedupes on event_id.
+    first = lomi.verify_webhook(headers, body, clock.at())
+    replay = lomi.verify_webhook(headers, body, clock.at() + timedelta(days=1))
+    assert first.event_id == replay.event_id
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+async def test_5xx_is_unavailable(lomi: LomiProvider, sim: LomiSimulator) -> None:
+    sim.faults.set(error_next=1, error_status=503)
+    with pytest.raises(ProviderUnavailable) as failure:
+        await lomi.open_session(request())
+    assert failure.value.details["status_code"] == 503
+    assert sim.stats()["sessions_created"] == 0
+    session = await lomi.open_session(request())
+    sim.faults.set(error_next=1, error_status=500)
+    with pytest.raises(ProviderUnavailable):
+        await lomi.retrieve_session(session.provider_session_id)
+
+
+async def test_a_timeout_is_unavailable(sim: LomiSimulator) -> None:
+    provider = LomiProvider(config(sim.base_url, timeout_seconds=0.3))
+    sim.faults.set(hang_next=1, hang_seconds=5)
+    try:
+        with pytest.raises(ProviderUnavailable, match="timed out"):
+            await provider.open_session(request())
+    finally:
+        await provider.aclose()
+    assert sim.stats()["sessions_created"] == 0
+
+
+async def test_a_refused_connection_is_unavailable() -> None:
+    provider = LomiProvider(config("http://127.0.0.1:9"))
+    try:
+        with pytest.raises(ProviderUnavailable):
+            await provider.open_session(request())
+    finally:
+        await provider.aclose()
+
+
+async def test_4xx_is_rejected(lomi: LomiProvider, sim: LomiSimulator) -> None:
+    with pytest.raises(ProviderRejected) as missing:
+        await lomi.retrieve_session("5b7c1d52-0000-4000-8000-000000000000")
+    assert missing.value.details["status_code"] == 404
+    wrong = LomiProvider(config(sim.base_url, api_key=SecretStr("lomi_sk_wrong")))
+    try:
+        with pytest.raises(ProviderRejected) as denied:
+            await wrong.open_session(request())
+    finally:
+        await wrong.aclose()
+    assert denied.value.details["status_code"] == 401
+    assert "lomi_sk_wrong" not in str(denied.value.to_dict())
