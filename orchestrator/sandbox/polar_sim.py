@@ -133,7 +133,9 @@ class PolarCatalog(BaseModel):
 
     products: tuple[PolarProduct, ...] = DEFAULT_PRODUCTS
     discounts: dict[str, int] = Field(default_factory=dict)  # discount id -> fixed amount off
-    currencies: frozenset[str] = frozenset({"usd", "eur"})
+    currencies: frozenset[str] = frozenset(
+        {"usd", "eur", "gbp", "cad", "aud", "chf", "sek", "nok", "dkk", "jpy"}
+    )
     tax_rate_bps: int = Field(default=0, ge=0, le=10_000)  # once the billing country is known
 
 

@@ -197,7 +197,8 @@ async def test_subscription_mode_uses_the_recurring_product(polar: PolarProvider
     "bad",
     [
         pytest.param({"mode": Mode.SETUP}, id="setup-mode"),
-        pytest.param({"amount": RequestedAmount(currency="GBP", amount=2500)}, id="currency"),
+        pytest.param({"amount": RequestedAmount(currency="XOF", amount=2500)}, id="currency"),
+        pytest.param({"amount": RequestedAmount(currency="USD", amount=49)}, id="minimum"),
     ],
 )
 async def test_what_polar_cannot_take_is_rejected_before_any_call(

@@ -48,6 +48,18 @@ __all__ = ["PolarApi", "PolarConfig", "PolarProvider"]
 
 PROVIDER = Provider.POLAR
 _LOOKUP_PAGE = 100
+_MIN_AMOUNTS = {
+    "USD": 50,
+    "EUR": 50,
+    "GBP": 30,
+    "CAD": 50,
+    "AUD": 50,
+    "CHF": 50,
+    "SEK": 300,
+    "NOK": 300,
+    "DKK": 250,
+    "JPY": 50,
+}
 
 
 class PolarConfig(BaseModel):
@@ -62,8 +74,14 @@ class PolarConfig(BaseModel):
     base_url: str = "https://api.polar.sh"
     timeout_seconds: float = Field(default=10.0, gt=0)
     livemode: bool = False
-    currencies: frozenset[CurrencyCode] = frozenset({"USD", "EUR"})
-    min_amount: int = Field(default=50, ge=0)  # Stripe's floor, which Polar processes through
+    # Polar charges through Stripe: Stripe's minimum charge per currency (minor units).
+    # The same conservative list as the router's default rules; check your organisation's.
+    min_amounts: dict[CurrencyCode, int] = Field(default_factory=lambda: dict(_MIN_AMOUNTS))
+
+    @property
+    def currencies(self) -> frozenset[str]:
+        return frozenset(self.min_amounts)
+
     dedupe_lookup: bool = True
 
 
@@ -194,11 +212,10 @@ class PolarProvider:
         modes = {Mode.PAYMENT}
         if self._config.subscription_product_id is not None:
             modes.add(Mode.SUBSCRIPTION)
-        currencies = self._config.currencies
         return Capabilities(
-            currencies=currencies,
+            currencies=self._config.currencies,
             modes=frozenset(modes),
-            min_amount=dict.fromkeys(currencies, self._config.min_amount),
+            min_amount=dict(self._config.min_amounts),
         )
 
     async def open_session(self, request: OpenRequest) -> ProviderSession:
@@ -207,7 +224,7 @@ class PolarProvider:
             payment_product_id=self._config.payment_product_id,
             subscription_product_id=self._config.subscription_product_id,
         )
-        self._check_currency(request.amount.currency)
+        self._check_amount(request.amount.currency, body["prices"][body["products"][0]][0])
         if self._config.dedupe_lookup:
             existing = await self._find_attempt(body["products"][0], request.idempotency_key)
             if existing is not None:
@@ -231,11 +248,14 @@ class PolarProvider:
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    def _check_currency(self, currency: str) -> None:
-        if currency not in self._config.currencies:
-            raise ProviderRejected(
-                PROVIDER, f"Polar is not configured for {currency}", currency=currency
-            )
+    def _check_amount(self, currency: str, price: Mapping[str, Any]) -> None:
+        minimum = self._config.min_amounts.get(currency)
+        if minimum is None:
+            message = f"Polar is not configured for {currency}"
+            raise ProviderRejected(PROVIDER, message, currency=currency)
+        if price["price_amount"] < minimum:
+            message = f"Polar charges at least {minimum} minor units of {currency}"
+            raise ProviderRejected(PROVIDER, message, currency=currency)
 
     async def _find_attempt(self, product_id: str, key: str) -> ProviderSession | None:
         recent = await self._api.list_checkouts(
