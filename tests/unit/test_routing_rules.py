@@ -295,3 +295,12 @@ def test_rules_can_be_built_in_code_too() -> None:
 
     assert rules.rules[0].providers[0].provider is Provider.STRIPE
     assert RoutingRules.model_validate(rules.model_dump()) == rules
+
+
+def test_the_example_in_the_routing_docs_is_a_valid_rules_file() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "routing.md"
+    example = re.search(r"```toml\n(.*?)```", docs.read_text(encoding="utf-8"), re.DOTALL)
+
+    assert example is not None
+    rules = parse_rules(example.group(1), source="docs/routing.md")
+    assert [rule.name for rule in rules.rules] == ["west-africa", "default"]
