@@ -42,6 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.providers.lomi.client import LomiConfig
 from orchestrator.providers.lomi.transformers import sign_webhook
 from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
 
@@ -265,6 +266,15 @@ class LomiSimulator(Simulator):
 
     def stats(self) -> dict[str, int]:
         return dict(self._counts)
+
+    def adapter_config(self, **overrides: Any) -> LomiConfig:
+        """A `LomiConfig` pointing the real adapter at this (started) simulator."""
+        fields: dict[str, Any] = {
+            "api_key": SecretStr(self._api_key),
+            "webhook_secret": self._secret,
+            "base_url": self.base_url,
+        }
+        return LomiConfig(**(fields | overrides))
 
     def _open(self, session_id: str) -> dict[str, Any]:
         self._sweep()

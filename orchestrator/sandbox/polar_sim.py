@@ -37,6 +37,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.providers.polar.client import PolarConfig
 from orchestrator.providers.polar.transformers import sign_webhook
 from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
 
@@ -402,6 +403,19 @@ class PolarSimulator(Simulator):
 
     def describe(self, session_id: str) -> dict[str, Any]:
         return dict(self._checkout(session_id))
+
+    def adapter_config(self, **overrides: Any) -> PolarConfig:
+        """A `PolarConfig` pointing the real adapter at this (started) simulator."""
+        recurring = [p.id for p in self.catalog.products if p.recurring_interval is not None]
+        one_time = [p.id for p in self.catalog.products if p.recurring_interval is None]
+        fields: dict[str, Any] = {
+            "access_token": SecretStr(self._token),
+            "webhook_secret": self._secret,
+            "payment_product_id": one_time[0] if one_time else self.catalog.products[0].id,
+            "subscription_product_id": recurring[0] if recurring else None,
+            "base_url": self.base_url,
+        }
+        return PolarConfig(**(fields | overrides))
 
     def stats(self) -> dict[str, int]:
         return dict(self._counts)

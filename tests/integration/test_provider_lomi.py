@@ -101,7 +101,8 @@ def config(base_url: str, **changes: Any) -> LomiConfig:
 
 @pytest.fixture
 async def lomi(sim: LomiSimulator) -> AsyncIterator[LomiProvider]:
-    provider = LomiProvider(config(sim.base_url))
+    provider = LomiProvider(sim.adapter_config(timeout_seconds=2.0))
+    assert sim.adapter_config() == config(sim.base_url, timeout_seconds=10.0)
     yield provider
     await provider.aclose()
 

@@ -112,7 +112,8 @@ def config(base_url: str, **changes: Any) -> PolarConfig:
 
 @pytest.fixture
 async def polar(sim: PolarSimulator) -> AsyncIterator[PolarProvider]:
-    provider = PolarProvider(config(sim.base_url))
+    provider = PolarProvider(sim.adapter_config(timeout_seconds=2.0))
+    assert sim.adapter_config() == config(sim.base_url, timeout_seconds=10.0)
     yield provider
     await provider.aclose()
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from events.values import (
@@ -113,6 +115,20 @@ def test_a_whole_float_becomes_an_int(wire: object, minor: int) -> None:
 def test_a_non_integral_or_odd_amount_is_rejected_never_rounded(wire: object) -> None:
     with pytest.raises(ProviderRejected):
         lomi.to_minor_units(wire)
+
+
+@given(st.integers(min_value=0, max_value=2**53))
+def test_every_whole_float_round_trips_exactly(minor: int) -> None:
+    assert lomi.to_minor_units(float(minor)) == minor
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=2**52))
+def test_no_fraction_is_ever_accepted(wire: float) -> None:
+    if wire.is_integer():
+        assert lomi.to_minor_units(wire) == int(wire)
+    else:
+        with pytest.raises(ProviderRejected):
+            lomi.to_minor_units(wire)
 
 
 def test_the_seed_float_amount_becomes_an_integer_of_francs() -> None:
