@@ -8,16 +8,20 @@ conflict reloads and decides again, a bounded number of times.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
+
+from pydantic import SecretStr
 
 from events.envelope import EventMetadata
-from orchestrator.domain.commands import Command
+from events.values import Provider
+from orchestrator.domain.commands import Command, CreateCheckoutSession
 from orchestrator.domain.decider import decide, fold
 from orchestrator.errors import ConcurrencyConflict
 from orchestrator.event_store import DuplicateCommand, EventStore
 
-__all__ = ["Accepted", "CommandContext", "CommandHandler"]
+__all__ = ["Accepted", "CommandContext", "CommandHandler", "CreateSessions", "OpenedAt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,22 @@ class Accepted:
     sequence: int
     appended: int
     duplicate: bool = False
+    opened: OpenedAt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedAt:
+    """Where a created session can be paid (create commands with providers only)."""
+
+    provider: Provider
+    provider_session_id: str
+    checkout_url: str | None
+    expires_at: datetime | None
+    client_secret: SecretStr | None = field(default=None, repr=False)
+
+
+class CreateSessions(Protocol):
+    async def create(self, command: CreateCheckoutSession, context: CommandContext) -> Accepted: ...
 
 
 class CommandHandler:
@@ -43,13 +63,17 @@ class CommandHandler:
         store: EventStore,
         *,
         new_event_id: Callable[[], str],
+        create_flow: CreateSessions | None = None,
         max_attempts: int = 5,
     ) -> None:
         self._store = store
+        self._create_flow = create_flow
         self._new_event_id = new_event_id
         self._max_attempts = max_attempts
 
     async def handle(self, command: Command, context: CommandContext) -> Accepted:
+        if self._create_flow is not None and isinstance(command, CreateCheckoutSession):
+            return await self._create_flow.create(command, context)
         for _ in range(self._max_attempts):
             try:
                 return await self._attempt(command, context)

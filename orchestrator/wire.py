@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from orchestrator.domain.commands import COMMAND_TYPES, Command, command_adapter
 from orchestrator.errors import CheckoutError, InvalidCommand, UnknownCommand
@@ -61,6 +61,11 @@ class AcceptedReply(BaseModel):
     sequence: int
     appended: int
     duplicate: bool = False
+    provider: str | None = None
+    provider_session_id: str | None = None
+    checkout_url: str | None = None
+    expires_at: datetime | None = None
+    client_secret: str | None = Field(default=None, repr=False)
 
 
 class RejectedReply(BaseModel):
@@ -122,17 +127,25 @@ def parse_command(
 
 
 def accepted_reply(command_id: str, result: Accepted) -> bytes:
-    return (
-        AcceptedReply(
-            command_id=command_id,
-            session_id=result.session_id,
-            sequence=result.sequence,
-            appended=result.appended,
-            duplicate=result.duplicate,
-        )
-        .model_dump_json()
-        .encode()
+    reply = AcceptedReply(
+        command_id=command_id,
+        session_id=result.session_id,
+        sequence=result.sequence,
+        appended=result.appended,
+        duplicate=result.duplicate,
     )
+    if (opened := result.opened) is not None:
+        secret = opened.client_secret
+        reply = reply.model_copy(
+            update={
+                "provider": opened.provider.value,
+                "provider_session_id": opened.provider_session_id,
+                "checkout_url": opened.checkout_url,
+                "expires_at": opened.expires_at,
+                "client_secret": secret.get_secret_value() if secret else None,
+            }
+        )
+    return reply.model_dump_json().encode()
 
 
 def rejected_reply(command_id: str | None, error: CheckoutError) -> bytes:
