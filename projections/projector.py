@@ -74,7 +74,7 @@ def _links(batch: Sequence[StreamMessage]) -> list[Link]:
 
 
 class Projector:
-    def __init__(  # noqa: PLR0913 - a composition root passes each dependency explicitly
+    def __init__(
         self,
         *,
         nc: NatsClient,

@@ -132,7 +132,7 @@ class _Pull:
 class PartitionReader:
     """Ordered, gap-free delivery of one partition from ``start`` on (see module doc)."""
 
-    def __init__(  # noqa: PLR0913 - the reader's coordinates, each needed
+    def __init__(
         self,
         nc: NatsClient,
         source: EventSource,
@@ -330,7 +330,7 @@ async def pending_counts(
     return counts
 
 
-async def read_range(  # noqa: PLR0913 - a sequence range of one partition
+async def read_range(
     nc: NatsClient,
     source: EventSource,
     partition: int,

@@ -28,8 +28,9 @@ import nats
 from nats.aio.client import Client as NatsClient
 from ulid import ULID
 
-from events import EventMetadata
-from events.catalog import CheckoutEvent
+from events import EventMetadata, encode
+from events.catalog import CheckoutEvent, CheckoutRequested, CheckoutRouted, RoutingExplanation
+from events.values import Mode, Provider, RequestedAmount
 from orchestrator.event_store import EventStore
 from orchestrator.streams import StreamLayout, ensure_streams
 from projections.checkpoints import Binding
@@ -70,6 +71,35 @@ def new_metadata(command_id: str) -> EventMetadata:
     )
 
 
+def requested_event(sid: str, **changes: Any) -> CheckoutRequested:
+    fields: dict[str, Any] = {
+        "session_id": sid,
+        "occurred_at": T0,
+        "mode": Mode.PAYMENT,
+        "amount": RequestedAmount(currency="EUR", amount=2500),
+        **changes,
+    }
+    return CheckoutRequested(**fields)
+
+
+def routed_event(sid: str) -> CheckoutRouted:
+    return CheckoutRouted(
+        session_id=sid,
+        occurred_at=T0,
+        provider=Provider.STRIPE,
+        attempt=1,
+        explanation=RoutingExplanation(
+            rules_version="t", matched_rule="default", candidates=(Provider.STRIPE,)
+        ),
+    )
+
+
+def encode_headers(event: CheckoutEvent) -> dict[str, str]:
+    """The headers the event store would put on ``event`` (for hand-made messages)."""
+    encoded = encode(event, new_metadata(f"cmd-{ULID()}"), prefix="x", partitions=1, index=0)
+    return encoded.headers
+
+
 @dataclass
 class ProjectionEnv:
     nc: NatsClient
@@ -96,6 +126,11 @@ class ProjectionEnv:
         rng = random.Random(seed)
         prefix = f"cs_{seed}_{ULID()}_"[-20:]
         return [lifecycle(rng, sid, T0) for sid in session_ids(prefix, count)]
+
+    async def load_one(self, sid: str, *, seed: int = 7) -> int:
+        """Append one whole realistic lifecycle for ``sid``; returns its last sequence."""
+        found = await drive(self.append, [lifecycle(random.Random(seed), sid, T0)])
+        return found[sid]
 
     async def load(self, count: int, *, seed: int = 1, concurrency: int = 32) -> dict[str, int]:
         """Append ``count`` realistic sessions; returns session id -> last sequence."""

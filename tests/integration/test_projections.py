@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from events.codec import Headers
+from events.subjects import event_subject, partition_of
 from projections.migrate import migrate
-from tests.projections_support import projection_env
+from projections.status import status_report
+from tests.projections_support import (
+    encode_headers,
+    projection_env,
+    requested_event,
+    routed_event,
+)
 
 
 @pytest.fixture
@@ -28,3 +36,56 @@ async def test_catch_up_from_empty_equals_the_fold_of_the_stream(env):
     assert actual.timeline == expected.timeline
     assert actual.totals == expected.totals
     assert actual.routing == expected.routing
+
+
+def _session_in(partition: int, partitions: int, prefix: str) -> str:
+    return next(
+        sid for n in range(10_000) if partition_of(sid := f"{prefix}{n}", partitions) == partition
+    )
+
+
+async def _publish_raw(env, sid: str, event_type: str, payload: bytes, headers: dict) -> int:
+    layout = env.layout
+    subject = event_subject(layout.events_prefix, sid, event_type, layout.partitions)
+    ack = await env.nc.jetstream().publish(subject, payload, headers=headers)
+    return ack.seq
+
+
+async def test_poison_events_are_parked_and_later_events_still_project(env):
+    partition = 3
+    poison_sid = _session_in(partition, env.layout.partitions, "poison_")
+    good_sid = _session_in(partition, env.layout.partitions, "good_")
+    nul_sid = _session_in(partition, env.layout.partitions, "nul_")
+    good_headers = encode_headers(requested_event(poison_sid))
+    bad_json = await _publish_raw(env, poison_sid, "requested", b"{not json", good_headers)
+    unknown = await _publish_raw(
+        env,
+        poison_sid,
+        "teleported",
+        b"{}",
+        {**good_headers, Headers.EVENT_TYPE: "teleported", Headers.MSG_ID: "poison-2"},
+    )
+    orphan = await env.append(poison_sid + "x", [routed_event(poison_sid + "x")], 0)
+    nul = await env.append(nul_sid, [requested_event(nul_sid, metadata={"k": "a\x00b"})], 0)
+    good = await env.load_one(good_sid)
+
+    async with env.projector():
+        await env.wait_caught_up()
+        async with env.pool.acquire() as conn:
+            report = await status_report(conn, env.nc, env.source)
+
+    parked = {(p.projection, p.sequence): p for p in report.parked}
+    names = ("sessions", "timeline", "daily_totals", "routing")
+    assert {(name, bad_json) for name in names} <= parked.keys()
+    assert {(name, unknown) for name in names} <= parked.keys()
+    assert "Expecting property name" in parked[("sessions", bad_json)].error
+    assert "teleported" in parked[("timeline", unknown)].error
+    assert {("sessions", orphan), ("daily_totals", orphan)} <= parked.keys()
+    assert ("timeline", orphan) not in parked
+    assert {("sessions", nul), ("timeline", nul)} <= parked.keys()
+    assert ("daily_totals", nul) not in parked
+    assert report.lag == 0
+    actual = await env.actual()
+    assert actual.sessions[good_sid][-1] == good
+    assert good_sid in actual.sessions
+    assert nul_sid not in actual.sessions
