@@ -128,8 +128,9 @@ async def drive(sim: LomiSimulator, session_id: str, action: str) -> dict[str, A
     return result
 
 
-def test_the_adapter_satisfies_the_protocol() -> None:
+async def test_the_adapter_satisfies_the_protocol() -> None:
     provider: PaymentProvider = LomiProvider(config("http://127.0.0.1:9"))
+    await provider.aclose()
     assert provider.name is Provider.LOMI
     assert provider.capabilities.currencies == {"XOF", "USD", "EUR"}
     assert provider.capabilities.modes == {Mode.PAYMENT}

@@ -141,8 +141,9 @@ async def drive(sim: PolarSimulator, session_id: str, action: str) -> dict[str, 
     return result
 
 
-def test_the_adapter_satisfies_the_protocol() -> None:
+async def test_the_adapter_satisfies_the_protocol() -> None:
     provider: PaymentProvider = PolarProvider(config("http://127.0.0.1:9"))
+    await provider.aclose()
     assert provider.name is Provider.POLAR
     assert provider.capabilities.modes == {Mode.PAYMENT, Mode.SUBSCRIPTION}
     assert provider.capabilities.min_amount["USD"] == 50
