@@ -57,6 +57,7 @@ from orchestrator.providers.base import (
 )
 
 __all__ = [
+    "ATTEMPT_METADATA_KEY",
     "SESSION_ID_METADATA_KEY",
     "STRIPE_CURRENCIES",
     "STRIPE_MINIMUM_CHARGE",

@@ -1,0 +1,1 @@
+"""Kong Konnect / OpenMeter billing: `client.KongProvider` (httpx) and pure `transformers`."""
