@@ -35,8 +35,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from pydantic import SecretStr
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.providers.kong.client import KongConfig
 from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
 from orchestrator.sandbox.stripe_sim import StripeSimulator
 
@@ -93,6 +95,15 @@ class KongSimulator(Simulator):
         super().__init__(**options)
 
     # --- Python control ----------------------------------------------------------------------
+
+    def adapter_config(self, **overrides: Any) -> KongConfig:
+        """A `KongConfig` pointing the real adapter at this simulator and its Stripe one."""
+        fields: dict[str, Any] = {
+            "token": SecretStr(self.token),
+            "base_url": self.base_url,
+            "stripe": self.stripe.adapter_config(),
+        }
+        return KongConfig(**(fields | overrides))
 
     def add_customer(
         self,

@@ -50,8 +50,10 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from pydantic import SecretStr
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from orchestrator.providers.stripe.client import StripeConfig
 from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
 
 __all__ = ["StripeSimulator", "parse_form"]
@@ -181,6 +183,15 @@ class StripeSimulator(Simulator):
             "unit_amount": unit_amount,
             "unit_amount_decimal": str(unit_amount),
         }
+
+    def adapter_config(self, **overrides: Any) -> StripeConfig:
+        """A `StripeConfig` pointing the real adapter at this (started) simulator."""
+        fields: dict[str, Any] = {
+            "api_key": SecretStr(self.api_key),
+            "webhook_secret": SecretStr(self.webhook_secret),
+            "api_base": self.base_url,
+        }
+        return StripeConfig(**(fields | overrides))
 
     def signature_header(self, body: bytes, timestamp: int | None = None) -> str:
         """``t=<unix>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>``: Stripe's scheme."""
@@ -655,7 +666,7 @@ class StripeSimulator(Simulator):
             )
         return expires_at
 
-    def _new_session(  # noqa: PLR0913 - the parts of one object
+    def _new_session(
         self,
         params: Mapping[str, Any],
         *,

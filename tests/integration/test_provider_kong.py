@@ -305,3 +305,13 @@ async def test_timeout_is_unavailable(kong: KongSimulator) -> None:
 async def test_kong_sends_no_webhooks(provider: KongProvider) -> None:
     with pytest.raises(WebhookRejected, match="kong sends no webhooks"):
         provider.verify_webhook({"X-Anything": "1"}, b"{}", datetime.now(UTC))
+
+
+async def test_adapter_config_points_the_adapter_at_both_simulators(kong: KongSimulator) -> None:
+    adapter = KongProvider(kong.adapter_config())
+    try:
+        opened = await adapter.open_session(setup_request())
+        polled = await adapter.retrieve_session(opened.provider_session_id)
+    finally:
+        await adapter.aclose()
+    assert polled.status is SessionStatus.OPEN

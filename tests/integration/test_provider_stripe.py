@@ -561,3 +561,12 @@ async def test_stripe_amount_rules_at_the_simulator(sdk: stripe.StripeClient) ->
     assert small.value.code == "amount_too_small"
     ok = await sdk.v1.checkout.sessions.create_async(params("xof", 49))
     assert ok.amount_total == 49
+
+
+async def test_adapter_config_points_the_adapter_at_the_simulator(sim: StripeSimulator) -> None:
+    adapter = StripeProvider(sim.adapter_config(max_network_retries=0))
+    try:
+        session = await adapter.open_session(open_request())
+    finally:
+        await adapter.aclose()
+    assert session.provider_session_id in sim.sessions
