@@ -217,8 +217,20 @@ async def test_expire_through_stripe(provider: KongProvider) -> None:
     assert expired.provider is Provider.KONG
     assert expired.status is SessionStatus.EXPIRED
     assert expired.checkout_url is None
-    with pytest.raises(ProviderRejected):
+    with pytest.raises(ProviderRejected) as again:
         await provider.expire_session(opened.provider_session_id)
+    assert again.value.provider is Provider.KONG
+    assert again.value.details["http_status"] == 400
+
+
+async def test_stripe_leg_outage_is_kongs_unavailability(
+    provider: KongProvider, stripe_sim: StripeSimulator
+) -> None:
+    opened = await provider.open_session(setup_request())
+    stripe_sim.faults.set(error_next=1)
+    with pytest.raises(ProviderUnavailable) as caught:
+        await provider.retrieve_session(opened.provider_session_id)
+    assert caught.value.provider is Provider.KONG
 
 
 async def test_expire_driven_by_the_simulator(provider: KongProvider, kong: KongSimulator) -> None:

@@ -107,12 +107,18 @@ class KongProvider:
 
     async def retrieve_session(self, provider_session_id: str) -> ProviderSession:
         stripe = self._require_stripe("retrieve")
-        session = await stripe.retrieve_session(provider_session_id)
+        try:
+            session = await stripe.retrieve_session(provider_session_id)
+        except ProviderError as exc:
+            raise _as_kong(exc) from None
         return transformers.from_stripe_session(session)
 
     async def expire_session(self, provider_session_id: str) -> ProviderSession:
         stripe = self._require_stripe("expire")
-        session = await stripe.expire_session(provider_session_id)
+        try:
+            session = await stripe.expire_session(provider_session_id)
+        except ProviderError as exc:
+            raise _as_kong(exc) from None
         return transformers.from_stripe_session(session)
 
     def verify_webhook(
@@ -156,6 +162,17 @@ class KongProvider:
         if response.is_success:
             return _json_object(response)
         raise _error(response)
+
+
+def _as_kong(exc: ProviderError) -> ProviderError:
+    """An error of the Stripe leg, reported as Kong's (health and routing count it there)."""
+    details = {k: v for k, v in exc.details.items() if k not in {"provider", "retryable"}}
+    message = f"via Stripe: {exc.message}"
+    if isinstance(exc, ProviderUnavailable):
+        return ProviderUnavailable(PROVIDER, message, **details)
+    if isinstance(exc, ProviderRejected):
+        return ProviderRejected(PROVIDER, message, **details)
+    return ProviderError(PROVIDER, message, retryable=exc.retryable, **details)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
