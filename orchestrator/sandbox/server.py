@@ -2,7 +2,8 @@
 
 `SandboxServer` owns one uvicorn server: `start()` binds a socket (port 0 = a free
 port picked by the OS) and returns once uvicorn accepts connections; `base_url` is then
-``http://127.0.0.1:<port>``; `stop()` shuts it down and waits for it. It never touches
+``http://127.0.0.1:<port>``; `stop()` shuts it down and waits for it; `start()` again
+serves on the same port (a provider outage and recovery). It never touches
 process signals or the logging configuration: the host process (pytest, the CLI) owns
 both. Also an async context manager::
 
@@ -76,7 +77,7 @@ class SandboxServer:
             raise RuntimeError("server already started")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
+        sock.bind((self._host, self._bound_port or self._port))  # a restart keeps its port
         self._bound_port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self._app,

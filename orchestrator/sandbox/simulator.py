@@ -168,6 +168,7 @@ class Simulator(ABC):
         server = SandboxServer(self.app, host=self._host, port=self._port)
         await server.start()
         self._server = server
+        self._port = server.port  # a restart (outage, recovery) keeps the base URL
 
     async def stop(self) -> None:
         self.faults.release()  # a hanging request must not hold the shutdown

@@ -86,7 +86,8 @@ class WebhookSender:
         self.url = url
         self._faults = faults
         self._retry = retry
-        self._http = httpx.AsyncClient(timeout=retry.timeout_seconds, transport=transport)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None  # opened on first use, again after aclose
         self._ids = itertools.count(1)
         self._background: set[asyncio.Task[Delivery]] = set()
         self.deliveries: list[Delivery] = []
@@ -156,7 +157,16 @@ class WebhookSender:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._http.aclose()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=self._retry.timeout_seconds, transport=self._transport
+            )
+        return self._http
 
     def _spawn(self, delivery: Delivery) -> None:
         task = asyncio.create_task(self._deliver(delivery), name="sandbox-webhook")
@@ -184,7 +194,7 @@ class WebhookSender:
         headers = {"Content-Type": "application/json", **delivery.sign(delivery.body)}
         delivery.headers = headers
         try:
-            response = await self._http.post(url, content=delivery.body, headers=headers)
+            response = await self._client().post(url, content=delivery.body, headers=headers)
         except httpx.HTTPError as exc:
             delivery.attempts.append(Attempt(status_code=None, error=type(exc).__name__))
             return False

@@ -254,3 +254,23 @@ async def test_background_delivery_and_wait_idle() -> None:
         await sim.webhooks.wait_idle()
     assert answer["webhooks"][0]["state"] == "pending"
     assert len(receiver.received) == 1
+
+
+async def test_restart_serves_on_the_same_port_and_still_sends_webhooks() -> None:
+    receiver = Receiver()
+    async with SandboxServer(receiver.app) as hook_server:
+        sim = ToySimulator(webhook_url=f"{hook_server.base_url}/hook")
+        await sim.start()
+        first_url = sim.base_url
+        await sim.stop()
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(httpx.ConnectError):  # the provider is down
+                await client.post(f"{first_url}/v1/sessions")
+            await sim.start()
+            try:
+                assert sim.base_url == first_url
+                session = (await client.post(f"{first_url}/v1/sessions")).json()["id"]
+                paid = await sim.pay(session)
+            finally:
+                await sim.stop()
+    assert paid.webhooks[0]["state"] == "delivered"
