@@ -1,0 +1,107 @@
+"""Shared fixtures for the whole test-suite.
+
+Servers: ``NATS_URL`` / ``DATABASE_URL`` in the environment point the suite at existing
+servers; otherwise it starts its own from the pip-installed binaries (see
+``orchestrator.embedded``), one of each per session, in pytest's temporary directory.
+Tests that kill or restart a server use a private one (``nats_server``) and never the
+shared one. Names (streams, subjects, databases) are unique per test, so tests never collide
+on a shared server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres
+
+# --- NATS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the session's NATS (JetStream) server: ``$NATS_URL`` or an embedded one."""
+    url = os.environ.get("NATS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as server:
+        yield server.url
+
+
+@pytest.fixture
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """A fresh, private, started ``EmbeddedNats`` that the test may kill and restart."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats-private"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamNames:
+    """Stream names and subject prefixes no other test uses."""
+
+    stream: str  # events stream, subjects f"{events_prefix}.>"
+    commands_stream: str  # commands stream, subjects f"{commands_prefix}.>"
+    events_prefix: str
+    commands_prefix: str
+
+
+@pytest.fixture
+def stream_names() -> StreamNames:
+    tag = uuid.uuid4().hex[:12]
+    return StreamNames(
+        stream=f"T_{tag}",
+        commands_stream=f"C_{tag}",
+        events_prefix=f"t{tag}.events",
+        commands_prefix=f"t{tag}.commands",
+    )
+
+
+# --- Postgres ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of the session's Postgres server: ``$DATABASE_URL`` or an embedded one."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    # fsync=off only matters if the OS crashes; process kills (crash tests) lose nothing
+    base = tmp_path_factory.mktemp("postgres")
+    with EmbeddedPostgres(base, settings={"fsync": "off"}) as server:
+        yield server.dsn
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture
+async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
+    """DSN of a fresh, empty database on the session's server, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield _with_database(postgres_dsn, name)
+    with contextlib.suppress(Exception):  # best effort: the server may be gone
+        conn = await asyncpg.connect(postgres_dsn, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
