@@ -6,21 +6,26 @@ graph with their own servers, stream names, clock and id generator.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import nats
 import nats.errors
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from ulid import ULID
 
+from events import CheckoutEvent, EventMetadata
 from orchestrator.command_service import register_command_service
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from orchestrator.errors import StoreUnavailable
@@ -28,13 +33,29 @@ from orchestrator.event_store import EventStore
 from orchestrator.handling import CommandHandler
 from orchestrator.settings import Settings
 from orchestrator.streams import StreamLayout, ensure_streams
+from projections import (
+    EventSource,
+    Projector,
+    ProjectorSettings,
+    ReadModels,
+    create_app,
+    live_bindings,
+    migrate,
+)
 
 __all__ = [
     "Endpoints",
     "Orchestrator",
+    "ReadSide",
+    "Scratch",
     "connect_nats",
+    "event_source",
+    "open_pool",
     "orchestrator",
+    "projector_settings",
     "read_endpoints",
+    "read_side",
+    "scratch",
     "servers",
     "utc_now",
 ]
@@ -156,3 +177,153 @@ async def orchestrator(
         await broker.start()
         stack.push_async_callback(broker.stop)
         yield Orchestrator(nc, store, broker, layout)
+
+
+# --- projections: read models, projectors, query API ----------------------------------------
+# The read side depends on `projections`' public API only; it gets its own NATS connection
+# and pool so it can run in a process of its own (`checkout-orchestrator projections run`).
+
+
+def event_source(settings: Settings) -> EventSource:
+    return EventSource(settings.events_stream, settings.events_prefix, settings.partitions)
+
+
+def projector_settings(settings: Settings, *, name: str | None = None) -> ProjectorSettings:
+    return ProjectorSettings(
+        name=name or settings.projector_name,
+        batch_size=settings.projector_batch_size,
+        batch_linger=settings.projector_batch_linger_seconds,
+        claim_interval=settings.projector_claim_interval,
+    )
+
+
+async def open_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=settings.projector_pool_size)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSide:
+    nc: NatsClient
+    pool: asyncpg.Pool
+    reads: ReadModels
+    projector: Projector | None
+    http_url: str | None
+
+
+@asynccontextmanager
+async def read_side(
+    settings: Settings,
+    endpoints: Endpoints,
+    *,
+    run_projector: bool = True,
+    serve_http: bool = True,
+) -> AsyncIterator[ReadSide]:
+    """Migrated database, the projector running and the query API served, until exit."""
+    from orchestrator.sandbox.server import SandboxServer  # noqa: PLC0415 - only when serving
+
+    await migrate(endpoints.database_url)
+    async with AsyncExitStack() as stack:
+        nc = await connect_nats(endpoints.nats_url, "checkout-projections")
+        stack.push_async_callback(nc.drain)
+        await ensure_streams(nc, settings.layout())
+        pool = await open_pool(endpoints.database_url, settings)
+        stack.push_async_callback(pool.close)
+        reads = ReadModels(
+            pool, partitions=settings.partitions, wait_timeout=settings.read_wait_timeout_seconds
+        )
+        projector = None
+        if run_projector:
+            projector = Projector(
+                nc=nc,
+                pool=pool,
+                dsn=endpoints.database_url,
+                source=event_source(settings),
+                bindings=live_bindings(),
+                settings=projector_settings(settings),
+            )
+            task = asyncio.create_task(projector.run(), name="projector")
+            stack.push_async_callback(_cancelled, task)
+        http_url = None
+        if serve_http:
+            server = SandboxServer(
+                create_app(reads), host=settings.http_host, port=settings.http_port
+            )
+            await stack.enter_async_context(server)
+            http_url = server.base_url
+        yield ReadSide(nc, pool, reads, projector, http_url)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@dataclass(frozen=True, slots=True)
+class Scratch:
+    """A throw-away stream and database on the real servers, for measurements."""
+
+    nc: NatsClient
+    pool: asyncpg.Pool
+    dsn: str
+    source: EventSource
+    append: Callable[[str, Sequence[CheckoutEvent], int], Awaitable[int]]
+
+
+def _scratch_dsn(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@asynccontextmanager
+async def scratch(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Scratch]:
+    """A unique stream (appended through the real event store) and a fresh database."""
+    tag = new_ulid()[-10:].lower()
+    layout = StreamLayout(
+        events_stream=f"MEASURE_{tag}",
+        events_prefix=f"measure{tag}.events",
+        partitions=settings.partitions,
+        commands_stream=f"MEASURE_C_{tag}",
+        commands_prefix=f"measure{tag}.commands",
+    )
+    admin = await asyncpg.connect(endpoints.database_url)
+    database = f"measure_{tag}"
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    dsn = _scratch_dsn(endpoints.database_url, database)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(admin.close)
+        stack.push_async_callback(admin.execute, f'DROP DATABASE "{database}" WITH (FORCE)')
+        nc = await connect_nats(endpoints.nats_url, "checkout-measure")
+        stack.push_async_callback(nc.drain)
+        await ensure_streams(nc, layout)
+        js = nc.jetstream()
+        stack.push_async_callback(js.delete_stream, layout.commands_stream)
+        stack.push_async_callback(js.delete_stream, layout.events_stream)
+        store = EventStore(nc, layout, timeout=settings.store_timeout_seconds)
+        stack.push_async_callback(store.close)
+        await migrate(dsn)
+        pool = await open_pool(dsn, settings)
+        stack.push_async_callback(pool.close)
+
+        async def append(sid: str, events: Sequence[CheckoutEvent], version: int) -> int:
+            command = new_ulid()
+            metadata = [
+                EventMetadata(
+                    event_id=new_ulid(),
+                    command_id=command,
+                    correlation_id=command,
+                    causation_id=command,
+                    occurred_at=utc_now(),
+                )
+                for _ in events
+            ]
+            result = await store.append(sid, events, metadata, expected_version=version)
+            return result.last_sequence
+
+        yield Scratch(
+            nc,
+            pool,
+            dsn,
+            EventSource(layout.events_stream, layout.events_prefix, layout.partitions),
+            append,
+        )

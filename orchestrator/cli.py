@@ -10,23 +10,42 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
 import asyncpg
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.bootstrap import (
     Endpoints,
     connect_nats,
+    event_source,
     orchestrator,
+    projector_settings,
     read_endpoints,
+    read_side,
+    scratch,
     servers,
 )
 from orchestrator.command_service import DURABLE
 from orchestrator.errors import CheckoutError
 from orchestrator.settings import Settings
+from projections import (
+    PROJECTION_NAMES,
+    ProjectionError,
+    RebuildProgress,
+    StatusReport,
+    load_sessions,
+    measure_catch_up,
+    measure_lag,
+    migrate,
+    rebuild,
+    status_report,
+)
+from projections.status import CheckpointStatus
 
 __all__ = ["app"]
 
@@ -49,12 +68,16 @@ async def _until_signalled() -> None:
 
 
 async def _serve(settings: Settings, endpoints: Endpoints, *, once: bool) -> None:
-    async with orchestrator(settings, endpoints.nats_url):
+    async with (
+        orchestrator(settings, endpoints.nats_url),
+        read_side(settings, endpoints) as reads,
+    ):
         console.print(
             f"[green]checkout orchestrator up[/green]  NATS {endpoints.nats_url}"
             f"{' (embedded)' if endpoints.embedded_nats else ''}  "
             f"Postgres {_redact(endpoints.database_url)}"
-            f"{' (embedded)' if endpoints.embedded_postgres else ''}"
+            f"{' (embedded)' if endpoints.embedded_postgres else ''}  "
+            f"queries {reads.http_url}"
         )
         if not once:
             await _until_signalled()
@@ -204,3 +227,196 @@ def _print_routing(session_id: str, explanation: RoutingExplanation, *, as_json:
     console.print(f"rule    {explanation.matched_rule or '(none matched)'}")
     console.print(f"rules   {explanation.rules_version}")
     console.print(explanation_table(explanation))
+
+
+# --- projections: migrate, run, status, rebuild, measure ----------------------------------
+
+projections_app = typer.Typer(
+    help="Read models: run projectors, see their status, rebuild, measure.",
+    no_args_is_help=True,
+)
+app.add_typer(projections_app, name="projections")
+
+
+def _endpoints(settings: Settings) -> Endpoints:
+    endpoints = read_endpoints(settings)
+    if endpoints is None:
+        console.print(
+            "no servers: start them with `checkout-orchestrator up`, "
+            "or set NATS_URL and DATABASE_URL"
+        )
+        raise typer.Exit(1)
+    return endpoints
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        asyncio.run(main)
+    except (CheckoutError, ProjectionError) as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply the database migrations not applied yet (also done by `up`)."""
+    endpoints = _endpoints(_settings())
+
+    async def main() -> None:
+        applied = await migrate(endpoints.database_url)
+        console.print(f"applied {', '.join(applied)}" if applied else "schema is up to date")
+
+    _run(main())
+
+
+@projections_app.command("run")
+def projections_run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run one projector worker (no HTTP) until SIGINT/SIGTERM; start more to scale out."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    settings = _settings()
+    endpoints = _endpoints(settings)
+
+    async def main() -> None:
+        async with read_side(settings, endpoints, serve_http=False):
+            await _until_signalled()
+
+    _run(main())
+
+
+def _status_tables(report: StatusReport) -> tuple[Table, Table]:
+    checkpoints = Table(title="checkpoints (per projection version)")
+    for column in ("projection", "version", "partitions", "min position", "lag", "owners"):
+        checkpoints.add_column(column)
+    groups: dict[tuple[str, int, bool], list[CheckpointStatus]] = {}
+    for row in report.checkpoints:
+        groups.setdefault((row.projection, row.version, row.active), []).append(row)
+    for (name, version, active), rows in sorted(groups.items()):
+        owners = {row.owner_pid for row in rows if row.owner_pid is not None}
+        checkpoints.add_row(
+            name,
+            f"{version}{'' if active else ' (building)'}",
+            str(len(rows)),
+            str(min(row.position for row in rows)),
+            str(sum(row.pending or 0 for row in rows)),
+            f"{len(owners)} worker(s), {sum(r.owner_pid is not None for r in rows)} owned",
+        )
+    parked = Table(title=f"parked events ({len(report.parked)})")
+    for column in ("sequence", "projection", "type", "error"):
+        parked.add_column(column)
+    for event in report.parked:
+        parked.add_row(str(event.sequence), event.projection, event.event_type or "?", event.error)
+    return checkpoints, parked
+
+
+@projections_app.command("status")
+def projections_status() -> None:
+    """Checkpoints, lag (events not yet applied) and owners per projection; parked events."""
+    settings = _settings()
+    endpoints = _endpoints(settings)
+
+    async def main() -> None:
+        nc = await connect_nats(endpoints.nats_url, "checkout-projections-status")
+        try:
+            conn = await asyncpg.connect(endpoints.database_url, timeout=5)
+            try:
+                report = await status_report(
+                    conn, nc, event_source(settings), projector=settings.projector_name
+                )
+            finally:
+                await conn.close()
+        finally:
+            await nc.close()
+        for table in _status_tables(report):
+            console.print(table)
+        console.print(f"total lag: {report.lag} event(s)")
+
+    _run(main())
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str, typer.Argument(help=f"one of {', '.join(PROJECTION_NAMES)}")],
+) -> None:
+    """Refill NAME from the first event beside the serving version, then switch reads to it."""
+    settings = _settings()
+    endpoints = _endpoints(settings)
+
+    async def main() -> None:
+        async with read_side(settings, endpoints, run_projector=False, serve_http=False) as side:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                task = bar.add_task(f"rebuild {name}", total=None)
+
+                def show(step: RebuildProgress) -> None:
+                    bar.update(
+                        task,
+                        completed=step.applied,
+                        total=max(step.total, step.applied),
+                        description=f"rebuild {name}: {step.phase}",
+                    )
+
+                result = await rebuild(
+                    name,
+                    nc=side.nc,
+                    pool=side.pool,
+                    dsn=endpoints.database_url,
+                    source=event_source(settings),
+                    batch_size=settings.projector_batch_size,
+                    progress=show,
+                )
+        console.print(
+            f"{name}: version {result.old_version} -> {result.new_version}, "
+            f"{result.events} events in {result.seconds:.1f} s "
+            f"(switch {result.switch_seconds * 1000:.0f} ms, {result.gap_events} applied in it)"
+        )
+
+    _run(main())
+
+
+@projections_app.command("measure")
+def projections_measure(
+    sessions: Annotated[int, typer.Option(help="sessions loaded before the catch-up")] = 10_000,
+    rates: Annotated[str, typer.Option(help="steady loads, events/s, comma-separated")] = (
+        "1000,2000"
+    ),
+    seconds: Annotated[float, typer.Option(help="length of each steady load")] = 10.0,
+) -> None:
+    """Catch-up speed (events/s from empty read models) and lag at steady loads.
+
+    Runs on a scratch stream and a scratch database on the servers (dropped after).
+    """
+    settings = _settings()
+    endpoints = _endpoints(settings)
+    wanted = [int(rate) for rate in rates.split(",") if rate.strip()]
+
+    async def main() -> None:
+        config = projector_settings(settings, name="measure")
+        async with scratch(settings, endpoints) as s:
+            events = await load_sessions(s.append, sessions)
+            catch_up = await measure_catch_up(
+                nc=s.nc, pool=s.pool, dsn=s.dsn, source=s.source, events=events, settings=config
+            )
+            console.print(
+                f"catch-up: {catch_up.events} events in {catch_up.seconds:.2f} s = "
+                f"[bold]{catch_up.events_per_second:,.0f} events/s[/bold]"
+            )
+            table = Table(title="lag: append acknowledged -> read models committed")
+            for column in ("target events/s", "achieved", "events", "p50 ms", "p99 ms", "max ms"):
+                table.add_column(column)
+            for rate in wanted:
+                lag = await measure_lag(
+                    nc=s.nc, pool=s.pool, dsn=s.dsn, source=s.source, append=s.append,
+                    rate=rate, seconds=seconds, settings=config,
+                )  # fmt: skip
+                table.add_row(
+                    str(rate), f"{lag.achieved_rate:,.0f}", str(lag.events),
+                    f"{lag.p50_ms:.1f}", f"{lag.p99_ms:.1f}", f"{lag.max_ms:.1f}",
+                )  # fmt: skip
+            console.print(table)
+
+    _run(main())

@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     embedded_postgres_port: int = Field(default=15432, description="preferred; a free one if taken")
     routing_rules_path: Path | None = None  # None: the rules shipped in orchestrator.routing
 
+    # -- projections: read models, projectors, query API -----------------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535, description="query API; 0 = any free")
+    projector_name: str = Field(default="live", pattern=r"^[a-z0-9:_-]{1,40}$")
+    projector_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projector_batch_linger_seconds: float = Field(default=0.0, ge=0.0, le=1.0)
+    projector_claim_interval: float = Field(default=1.0, gt=0.0, le=60.0)
+    projector_pool_size: int = Field(default=8, ge=2, le=100)
+    read_wait_timeout_seconds: float = Field(default=5.0, gt=0.0, le=60.0)
+
     def layout(self) -> StreamLayout:
         return StreamLayout(
             events_stream=self.events_stream,

@@ -97,6 +97,7 @@ class Projector:
         self._readers: dict[int, PartitionReader] = {}
         self._positions: dict[int, int] = {}
         self._wake = asyncio.Event()
+        self._ownership_changed = asyncio.Event()
         self._apply_lock = asyncio.Lock()
         self._cursor = 0
 
@@ -108,6 +109,12 @@ class Projector:
     def positions(self) -> Mapping[int, int]:
         """partition -> last stream sequence committed by this worker."""
         return dict(self._positions)
+
+    async def wait_owning(self, count: int) -> None:
+        """Return once this worker owns at least ``count`` partitions."""
+        while len(self._readers) < count:
+            self._ownership_changed.clear()
+            await self._ownership_changed.wait()
 
     def caught_up(self) -> bool:
         """Every owned partition's reader saw its head and nothing waits to be applied."""
@@ -173,11 +180,13 @@ class Projector:
         )
         self._positions[partition] = start
         self._readers[partition] = reader
+        self._ownership_changed.set()
         reader.start()
         log.info("projector %s owns partition %s from %s", self._settings.name, partition, start)
 
     async def _drop(self, partition: int, *, release: bool) -> None:
         reader = self._readers.pop(partition)
+        self._ownership_changed.set()
         async with self._apply_lock:  # its messages may be in the batch being committed
             await reader.close()
         if release and self._ownership.is_open:

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -36,6 +37,7 @@ from orchestrator.streams import StreamLayout, ensure_streams
 from projections.checkpoints import Binding
 from projections.fold import SessionState, apply
 from projections.migrate import migrate
+from projections.ownership import owners
 from projections.projector import Projector, ProjectorSettings
 from projections.read_models import all_projections
 from projections.read_models import routing as routing_model
@@ -160,7 +162,7 @@ class ProjectionEnv:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def projector_process(self, *, name: str = "live") -> subprocess.Popen[bytes]:
+    def projector_process(self, log: Path, *, name: str = "live") -> subprocess.Popen[bytes]:
         """`checkout-orchestrator projections run` on this stream and database."""
         layout = self.layout
         env = {
@@ -174,9 +176,20 @@ class ProjectionEnv:
             "CHECKOUT_PARTITIONS": str(layout.partitions),
             "CHECKOUT_PROJECTOR_NAME": name,
             "CHECKOUT_PROJECTOR_CLAIM_INTERVAL": "0.3",
+            "CHECKOUT_DATA_DIR": str(log.parent / "data"),
         }
-        command = [sys.executable, "-m", "orchestrator.cli", "projections", "run"]
-        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = [str(Path(sys.executable).parent / "checkout-orchestrator"), "projections", "run"]
+        with log.open("ab") as out:
+            return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    async def owners(self, name: str = "live") -> dict[int, list[int]]:
+        async with self.pool.acquire() as conn:
+            return await owners(conn, name)
+
+    async def applied(self) -> int:
+        """Events in the timeline read model (grows as projectors commit)."""
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM session_timeline"))
 
     async def wait_caught_up(self, timeout: float = 60.0) -> float:
         return await wait_caught_up(self.pool, self.nc, self.source, timeout=timeout)
