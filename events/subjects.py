@@ -40,7 +40,7 @@ def partition_of(session_id: str, partitions: int) -> int:
 
 
 def _checked(session_id: str) -> str:
-    if not SESSION_ID_PATTERN.match(session_id):
+    if not SESSION_ID_PATTERN.fullmatch(session_id):  # `$` alone lets a trailing \n through
         raise ValueError(f"session id must match {SESSION_ID_PATTERN.pattern}: {session_id!r}")
     return session_id
 
