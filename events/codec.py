@@ -85,6 +85,8 @@ def decode(
         raw = json.loads(payload)
         if not isinstance(raw, dict):
             raise DecodeError("event payload is not a JSON object")
+        if raw.get("type") != event_type:  # the header chose the upcasters; they must agree
+            raise DecodeError(f"payload type {raw.get('type')!r} is not {event_type!r}")
         event = event_adapter.validate_python(upcast(event_type, version, raw))
         metadata = EventMetadata(
             event_id=headers[Headers.EVENT_ID],
