@@ -41,11 +41,12 @@ def upcast(
     target = current_version(event_type)
     if version > target:
         raise UnknownEventError(f"{event_type} v{version} is newer than this code (v{target})")
+    payload = dict(payload)  # never touch the caller's dict, even when no step runs
     while version < target:
         step = upcasters.get((event_type, version))
         if step is None:
             raise UnknownEventError(f"no upcaster for {event_type} v{version}")
-        payload = step(dict(payload))
+        payload = step(payload)
         version += 1
     payload["schema_version"] = target
     return payload
