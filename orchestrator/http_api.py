@@ -1,0 +1,120 @@
+"""The write side over HTTP: session commands and provider webhooks, added to the query app.
+
+    POST /v1/checkout-sessions                 create (body = the create command); 201
+    POST /v1/checkout-sessions/{id}/expire     202/200
+    POST /v1/checkout-sessions/{id}/cancel
+    POST /v1/webhooks/{provider}               signed provider notifications
+
+Session commands go through the same durable NATS command path as every other client
+(an ``Idempotency-Key`` header becomes the command id). Rejections keep their stable
+code: 422 ``validation_failed``/``no_route``, 404 ``session_not_found``, 409
+``session_exists``/``illegal_transition``, 502 ``all_providers_failed``; a command queued
+without a reply in time answers 202 with its command id (resend it with the same key).
+
+A webhook is verified in its provider's scheme, stored in the inbox, and only then
+answered 200 (``{"duplicate": true}`` for a provider event id seen before). A forged,
+stale or future-dated one gets 400 ``webhook_rejected`` and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+
+from events.values import Provider
+from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
+from orchestrator.providers.base import PaymentProvider, WebhookRejected
+from orchestrator.webhooks.inbox import WebhookInbox
+
+__all__ = ["MAX_WEBHOOK_BYTES", "add_command_routes", "add_webhook_routes"]
+
+MAX_WEBHOOK_BYTES = 1 << 20
+
+_STATUS = {
+    "validation_failed": 422,
+    "no_route": 422,
+    "unknown_command": 400,
+    "session_not_found": 404,
+    "session_exists": 409,
+    "illegal_transition": 409,
+    "concurrency_conflict": 409,
+    "all_providers_failed": 502,
+}
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+
+
+def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, **details}, status_code=status)
+
+
+async def _send(
+    client: CheckoutClient,
+    command_type: str,
+    payload: dict[str, Any],
+    command_id: str | None,
+    success: int,
+) -> JSONResponse:
+    try:
+        reply = await client.send(command_type, payload, command_id=command_id)
+    except CommandRejected as rejected:
+        return JSONResponse(rejected.error, status_code=_STATUS.get(rejected.code, 500))
+    except CommandPending as pending:
+        return _error(202, "queued", str(pending), command_id=pending.command_id)
+    return JSONResponse(reply.model_dump(mode="json", exclude_none=True), status_code=success)
+
+
+def add_command_routes(app: FastAPI, client: CheckoutClient) -> None:
+    @app.post("/v1/checkout-sessions", status_code=201, tags=["commands"])
+    async def create_session(
+        body: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        """Create a checkout session; the reply says where the customer pays."""
+        return await _send(client, "create", body, idempotency_key, 201)
+
+    @app.post("/v1/checkout-sessions/{session_id}/expire", tags=["commands"])
+    async def expire_session(
+        session_id: str, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        payload = {"session_id": session_id, "reason": "merchant"}
+        return await _send(client, "expire", payload, idempotency_key, 200)
+
+    @app.post("/v1/checkout-sessions/{session_id}/cancel", tags=["commands"])
+    async def cancel_session(
+        session_id: str,
+        body: Annotated[dict[str, Any] | None, Body()] = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        payload = {"session_id": session_id, "reason": (body or {}).get("reason")}
+        return await _send(client, "cancel", payload, idempotency_key, 200)
+
+
+def add_webhook_routes(
+    app: FastAPI,
+    providers: Mapping[Provider, PaymentProvider],
+    inbox: WebhookInbox,
+    *,
+    clock: Callable[[], datetime],
+    on_stored: Callable[[], None] = lambda: None,
+) -> None:
+    @app.post("/v1/webhooks/{provider}", tags=["webhooks"])
+    async def receive_webhook(provider: Provider, request: Request) -> JSONResponse:
+        adapter = providers.get(provider)
+        if adapter is None:
+            return _error(404, "provider_not_configured", f"{provider.value} is not configured")
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return _error(413, "payload_too_large", "webhook body exceeds 1 MiB")
+        headers = dict(request.headers)
+        received_at = clock()
+        try:
+            event = adapter.verify_webhook(headers, body, received_at)
+        except WebhookRejected as exc:
+            return _error(400, exc.code, exc.message)
+        row = await inbox.store(provider.value, event.event_id, headers, body, received_at)
+        on_stored()
+        return JSONResponse({"received": True, "duplicate": row is None})
