@@ -395,3 +395,15 @@ def test_other_events_are_ignored() -> None:
     async_session = t.webhook_event_from_stripe(event("checkout.session.created", seed(SEED_001)))
     assert async_session.kind == "ignored"
     assert async_session.provider_session_id == seed(SEED_001)["id"]
+
+
+def test_metadata_over_stripes_limit_with_ours_is_rejected() -> None:
+    full = {f"k{n}": "v" for n in range(49)}
+    with pytest.raises(ProviderRejected, match="50"):
+        t.create_params(request(metadata=full))
+    assert len(t.create_params(request(metadata=dict(list(full.items())[:48])))["metadata"]) == 50
+
+
+def test_client_reference_over_200_characters_is_rejected() -> None:
+    with pytest.raises(ProviderRejected, match="200"):
+        t.create_params(request(client_reference_id="x" * 201))

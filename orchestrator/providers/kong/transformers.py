@@ -36,6 +36,8 @@ from orchestrator.providers.stripe.transformers import (
     ATTEMPT_METADATA_KEY,
     SESSION_ID_METADATA_KEY,
     STRIPE_CURRENCIES,
+    check_client_reference,
+    metadata_with,
 )
 
 __all__ = [
@@ -93,15 +95,16 @@ def create_body(request: OpenRequest) -> dict[str, Any]:
     currency = request.amount.currency
     if currency not in STRIPE_CURRENCIES:
         raise ProviderRejected(PROVIDER, f"Stripe (behind Kong) does not take {currency}")
+    check_client_reference(request, PROVIDER)
+    ours = {
+        BILLING_CUSTOMER_METADATA_KEY: customer_id_of(request),
+        SESSION_ID_METADATA_KEY: request.session_id,
+        ATTEMPT_METADATA_KEY: str(request.attempt),
+    }
     options: dict[str, Any] = {
         "currency": currency,
         "ui_mode": request.ui_mode,
-        "metadata": {
-            **request.metadata,
-            BILLING_CUSTOMER_METADATA_KEY: customer_id_of(request),
-            SESSION_ID_METADATA_KEY: request.session_id,
-            ATTEMPT_METADATA_KEY: str(request.attempt),
-        },
+        "metadata": metadata_with(request, ours, PROVIDER),
     }
     options.update(_urls(request))
     if request.client_reference_id is not None:

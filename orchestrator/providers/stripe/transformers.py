@@ -34,6 +34,7 @@ from stripe.params.checkout import (
 
 from events.money import currency_exponent
 from events.values import (
+    METADATA_MAX_KEYS,
     Address,
     Amounts,
     Customer,
@@ -58,6 +59,7 @@ from orchestrator.providers.base import (
 
 __all__ = [
     "ATTEMPT_METADATA_KEY",
+    "CLIENT_REFERENCE_MAX",
     "SESSION_ID_METADATA_KEY",
     "STRIPE_CURRENCIES",
     "STRIPE_MINIMUM_CHARGE",
@@ -65,8 +67,10 @@ __all__ = [
     "STRIPE_ZERO_DECIMAL",
     "Shipping",
     "capabilities",
+    "check_client_reference",
     "create_params",
     "from_stripe_amount",
+    "metadata_with",
     "session_from_stripe",
     "shipping_of",
     "statuses",
@@ -195,18 +199,39 @@ def from_stripe_amount(amount: int | None, currency: str) -> int | None:
 
 # --- requests -----------------------------------------------------------------------------
 
+CLIENT_REFERENCE_MAX = 200
+
+
+def metadata_with(
+    request: OpenRequest, extra: dict[str, str], provider: Provider = PROVIDER
+) -> dict[str, str]:
+    """The merchant's metadata plus ours, within Stripe's 50 keys (`ProviderRejected`)."""
+    merged = {**request.metadata, **extra}
+    if len(merged) > METADATA_MAX_KEYS:
+        raise ProviderRejected(
+            provider,
+            f"metadata has {len(merged)} keys with ours; Stripe takes {METADATA_MAX_KEYS}",
+        )
+    return merged
+
+
+def check_client_reference(request: OpenRequest, provider: Provider = PROVIDER) -> None:
+    reference = request.client_reference_id
+    if reference is not None and len(reference) > CLIENT_REFERENCE_MAX:
+        raise ProviderRejected(
+            provider, f"client_reference_id exceeds Stripe's {CLIENT_REFERENCE_MAX} characters"
+        )
+
 
 def create_params(request: OpenRequest) -> SessionCreateParams:
     """The ``POST /v1/checkout/sessions`` parameters; `ProviderRejected` if Stripe would refuse."""
     currency = request.amount.currency
     to_stripe_amount(0, currency)  # rejects a currency Stripe does not take
+    check_client_reference(request)
+    ours = {SESSION_ID_METADATA_KEY: request.session_id, ATTEMPT_METADATA_KEY: str(request.attempt)}
     params: SessionCreateParams = {
         "mode": request.mode.value,
-        "metadata": {
-            **request.metadata,
-            SESSION_ID_METADATA_KEY: request.session_id,
-            ATTEMPT_METADATA_KEY: str(request.attempt),
-        },
+        "metadata": metadata_with(request, ours),
         "ui_mode": _UI_MODE[request.ui_mode],
     }
     if request.mode is Mode.SETUP:
