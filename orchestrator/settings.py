@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.subjects import DEFAULT_PARTITIONS
@@ -18,7 +18,9 @@ __all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHECKOUT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CHECKOUT_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     nats_url: str | None = Field(default=None, validation_alias="NATS_URL")
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
@@ -49,6 +51,37 @@ class Settings(BaseSettings):
     projector_claim_interval: float = Field(default=1.0, gt=0.0, le=60.0)
     projector_pool_size: int = Field(default=8, ge=2, le=100)
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0.0, le=60.0)
+
+    # -- providers: unset credentials leave a provider out (`up --sandbox` uses simulators) -
+    stripe_api_key: SecretStr | None = Field(default=None, validation_alias="STRIPE_API_KEY")
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="STRIPE_WEBHOOK_SECRET"
+    )
+    stripe_api_base: str | None = Field(default=None, validation_alias="STRIPE_API_BASE")
+    polar_access_token: SecretStr | None = Field(
+        default=None, validation_alias="POLAR_ACCESS_TOKEN"
+    )
+    polar_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="POLAR_WEBHOOK_SECRET"
+    )
+    polar_payment_product_id: str | None = Field(
+        default=None, validation_alias="POLAR_PAYMENT_PRODUCT_ID"
+    )
+    polar_base_url: str = Field(default="https://api.polar.sh", validation_alias="POLAR_BASE_URL")
+    lomi_api_key: SecretStr | None = Field(default=None, validation_alias="LOMI_API_KEY")
+    lomi_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="LOMI_WEBHOOK_SECRET"
+    )
+    lomi_base_url: str = Field(default="https://api.lomi.africa", validation_alias="LOMI_BASE_URL")
+    kong_token: SecretStr | None = Field(default=None, validation_alias="KONG_TOKEN")
+    kong_base_url: str = Field(
+        default="https://us.api.konghq.com", validation_alias="KONG_BASE_URL"
+    )
+    kong_stripe_api_key: SecretStr | None = Field(
+        default=None, validation_alias="KONG_STRIPE_API_KEY"
+    )
+    webhook_worker_interval_seconds: float = Field(default=1.0, gt=0)
+    settlement_interval_seconds: float = Field(default=5.0, gt=0)
 
     def layout(self) -> StreamLayout:
         return StreamLayout(
