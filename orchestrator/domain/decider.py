@@ -157,7 +157,8 @@ def _call_failed(state: Live, c: RecordProviderCallFailed) -> list[CheckoutEvent
 
 
 def _processing(state: Live, c: MarkProcessing) -> list[CheckoutEvent]:
-    if isinstance(state, Processing):
+    if isinstance(state, Processing | Completed):
+        # a late "payment submitted" notice (Polar's confirmed after succeeded) says nothing new
         return []
     if not isinstance(state, Opened):
         raise _illegal(state, c)
@@ -205,7 +206,8 @@ def _async_result(state: Live, c: RecordAsyncPaymentResult) -> list[CheckoutEven
 
 
 def _expire(state: Live, c: ExpireCheckoutSession) -> list[CheckoutEvent]:
-    if isinstance(state, Expired):
+    if isinstance(state, Expired | Canceled):
+        # closed without payment already: the provider's own expiry after our cancel
         return []
     if not isinstance(state, Requested | Routed | Opened):
         raise _illegal(state, c)
@@ -213,7 +215,7 @@ def _expire(state: Live, c: ExpireCheckoutSession) -> list[CheckoutEvent]:
 
 
 def _cancel(state: Live, c: CancelCheckoutSession) -> list[CheckoutEvent]:
-    if isinstance(state, Canceled):
+    if isinstance(state, Canceled | Expired):
         return []
     if not isinstance(state, Requested | Routed | Opened):
         raise _illegal(state, c)

@@ -615,7 +615,23 @@ def test_duplicate_processing_is_a_no_op() -> None:
     assert state == Processing(requested(), Provider.STRIPE, 1, PSID)
 
 
-@pytest.mark.parametrize("history", histories_except("open", "processing"))
+_COMPLETED = (
+    "completed_paid",
+    "completed_unpaid",
+    "completed_no_payment_required",
+    "completed_before_opened",
+    "paid_after_async",
+)
+
+
+@pytest.mark.parametrize("history", histories(*_COMPLETED))
+def test_processing_after_completion_is_a_late_notice_and_a_no_op(
+    history: list[CheckoutEvent],
+) -> None:
+    given(history).when(mark_processing()).then([])
+
+
+@pytest.mark.parametrize("history", histories_except("open", "processing", *_COMPLETED))
 def test_processing_is_only_allowed_on_an_open_session(history: list[CheckoutEvent]) -> None:
     assert_illegal(history, mark_processing())
 
@@ -795,8 +811,16 @@ def test_duplicate_expire_is_a_no_op() -> None:
     assert state == Expired(requested())
 
 
-@pytest.mark.parametrize("history", histories_except("requested", "routed", "open", "expired"))
-def test_expire_is_rejected_from_processing_completed_failed_and_canceled(
+def test_expire_after_cancel_and_cancel_after_expire_are_no_ops() -> None:
+    # e.g. Stripe's own "expired" webhook after we canceled by expiring the session there
+    assert given(CANCELED).when(expire()).then([]) == Canceled(requested())
+    assert given(EXPIRED).when(cancel()).then([]) == Expired(requested())
+
+
+@pytest.mark.parametrize(
+    "history", histories_except("requested", "routed", "open", "expired", "canceled")
+)
+def test_expire_is_rejected_from_processing_completed_and_failed(
     history: list[CheckoutEvent],
 ) -> None:
     assert_illegal(history, expire())
@@ -814,8 +838,10 @@ def test_duplicate_cancel_is_a_no_op() -> None:
     assert state == Canceled(requested())
 
 
-@pytest.mark.parametrize("history", histories_except("requested", "routed", "open", "canceled"))
-def test_cancel_is_rejected_from_processing_completed_failed_and_expired(
+@pytest.mark.parametrize(
+    "history", histories_except("requested", "routed", "open", "canceled", "expired")
+)
+def test_cancel_is_rejected_from_processing_completed_and_failed(
     history: list[CheckoutEvent],
 ) -> None:
     assert_illegal(history, cancel())
