@@ -11,7 +11,8 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -26,13 +27,23 @@ from nats.aio.client import Client as NatsClient
 from ulid import ULID
 
 from events import CheckoutEvent, EventMetadata
+from events.values import Provider
+from orchestrator.client import CheckoutClient
 from orchestrator.command_service import register_command_service
+from orchestrator.create_flow import CreateFlow
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from orchestrator.errors import StoreUnavailable
 from orchestrator.event_store import EventStore
 from orchestrator.handling import CommandHandler
+from orchestrator.http_api import add_command_routes, add_webhook_routes
+from orchestrator.providers.base import PaymentProvider
+from orchestrator.routing.health import HealthBoard
+from orchestrator.routing.rules import load_rules
 from orchestrator.settings import Settings
+from orchestrator.settlement import Settler
 from orchestrator.streams import StreamLayout, ensure_streams
+from orchestrator.webhooks.inbox import WebhookInbox
+from orchestrator.webhooks.processor import WebhookProcessor
 from projections import (
     EventSource,
     Projector,
@@ -45,11 +56,13 @@ from projections import (
 
 __all__ = [
     "Endpoints",
+    "Gateway",
     "Orchestrator",
     "ReadSide",
     "Scratch",
     "connect_nats",
     "event_source",
+    "gateway",
     "open_pool",
     "orchestrator",
     "projector_settings",
@@ -152,15 +165,38 @@ class Orchestrator:
     layout: StreamLayout
 
 
+def create_flow(
+    settings: Settings,
+    store: EventStore,
+    providers: Mapping[Provider, PaymentProvider],
+    *,
+    clock: Callable[[], datetime],
+    new_id: Callable[[], str],
+) -> CreateFlow:
+    return CreateFlow(
+        store,
+        providers,
+        load_rules(settings.routing_rules_path),
+        HealthBoard(time.monotonic),
+        clock=clock,
+        new_event_id=new_id,
+    )
+
+
 @asynccontextmanager
 async def orchestrator(
     settings: Settings,
     nats_url: str,
     *,
+    providers: Mapping[Provider, PaymentProvider] | None = None,
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], str] = new_ulid,
 ) -> AsyncIterator[Orchestrator]:
-    """Streams checked, event store open, command handlers consuming."""
+    """Streams checked, event store open, command handlers consuming.
+
+    With ``providers``, a create command is routed and opened at a provider; without,
+    it only records the request (no provider configured).
+    """
     layout = settings.layout()
     async with AsyncExitStack() as stack:
         nc = await connect_nats(nats_url, "checkout-orchestrator")
@@ -173,7 +209,13 @@ async def orchestrator(
             name="checkout-orchestrator-commands",
             logger=logging.getLogger("orchestrator.broker"),
         )
-        register_command_service(broker, layout, CommandHandler(store, new_event_id=new_id), clock)
+        flow = (
+            create_flow(settings, store, providers, clock=clock, new_id=new_id)
+            if providers
+            else None
+        )
+        handler = CommandHandler(store, new_event_id=new_id, create_flow=flow)
+        register_command_service(broker, layout, handler, clock)
         await broker.start()
         stack.push_async_callback(broker.stop)
         yield Orchestrator(nc, store, broker, layout)
@@ -221,7 +263,7 @@ async def read_side(
     """Migrated database, the projector running and the query API served, until exit."""
     from orchestrator.sandbox.server import SandboxServer  # noqa: PLC0415 - only when serving
 
-    await migrate(endpoints.database_url)
+    await migrate(endpoints.database_url, also=("orchestrator",))
     async with AsyncExitStack() as stack:
         nc = await connect_nats(endpoints.nats_url, "checkout-projections")
         stack.push_async_callback(nc.drain)
@@ -251,6 +293,51 @@ async def read_side(
             await stack.enter_async_context(server)
             http_url = server.base_url
         yield ReadSide(nc, pool, reads, projector, http_url)
+
+
+# --- the gateway: HTTP commands, webhooks and queries; the webhook worker; settlement ---
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    http_url: str
+    client: CheckoutClient
+    inbox: WebhookInbox
+    processor: WebhookProcessor
+    settler: Settler
+
+
+@asynccontextmanager
+async def gateway(
+    settings: Settings,
+    endpoints: Endpoints,
+    read: ReadSide,
+    providers: Mapping[Provider, PaymentProvider],
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[Gateway]:
+    """One HTTP app (queries, commands, webhooks), the inbox worker and the settler."""
+    from orchestrator.sandbox.server import SandboxServer  # noqa: PLC0415 - only when serving
+
+    async with AsyncExitStack() as stack:
+        client = await CheckoutClient.connect(endpoints.nats_url, settings.layout())
+        stack.push_async_callback(client.close)
+        inbox = WebhookInbox(read.pool)
+        processor = WebhookProcessor(read.pool, inbox, providers, client)
+        settler = Settler(read.reads, providers, client, clock)
+        app = create_app(read.reads)
+        add_command_routes(app, client)
+        add_webhook_routes(app, providers, inbox, clock=clock, on_stored=processor.wake)
+        server = SandboxServer(app, host=settings.http_host, port=settings.http_port)
+        await stack.enter_async_context(server)
+        stop = asyncio.Event()
+        for name, job in (
+            ("webhooks", processor.run(stop, idle=settings.webhook_worker_interval_seconds)),
+            ("settlement", settler.run(stop, interval=settings.settlement_interval_seconds)),
+        ):
+            stack.push_async_callback(_cancelled, asyncio.create_task(job, name=name))
+        stack.callback(stop.set)
+        yield Gateway(server.base_url, client, inbox, processor, settler)
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

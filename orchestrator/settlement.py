@@ -28,8 +28,7 @@ from orchestrator.providers.base import (
     ProviderSession,
     UnsupportedOperation,
 )
-from projections.queries import ReadModels, SessionFilters
-from projections.schemas import CheckoutSession
+from projections import CheckoutSession, ReadModels, SessionFilters
 
 __all__ = ["POLLED_PROVIDERS", "Settler"]
 

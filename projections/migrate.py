@@ -36,11 +36,15 @@ class Migration:
     sql: str
 
 
-def available_migrations() -> list[Migration]:
-    """The migrations shipped in the package, in order of their number."""
-    folder = resources.files("projections") / "migrations"
+def available_migrations(package: str = "projections") -> list[Migration]:
+    """The migrations shipped in ``package``'s ``migrations`` folder, in order of number.
+
+    Another package's migrations are named ``<package>.<NNN_name>`` so numbers never clash.
+    """
+    folder = resources.files(package) / "migrations"
+    prefix = "" if package == "projections" else f"{package}."
     found = [
-        Migration(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
+        Migration(prefix + entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()
         if _NAME.match(entry.name)
     ]
@@ -56,8 +60,12 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
         raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Apply the migrations not applied yet; return their names (empty when up to date)."""
+async def migrate(dsn: str, *, also: tuple[str, ...] = ()) -> list[str]:
+    """Apply the migrations not applied yet; return their names (empty when up to date).
+
+    ``also`` names further packages whose ``migrations`` folders are applied after ours
+    (the orchestrator's webhook inbox lives in the same database).
+    """
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1, $2)", *MIGRATIONS_LOCK)
@@ -65,7 +73,10 @@ async def migrate(dsn: str) -> list[str]:
             await conn.execute(_CREATE_TABLE)
             done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
             applied: list[str] = []
-            for migration in available_migrations():
+            pending = [
+                m for package in ("projections", *also) for m in available_migrations(package)
+            ]
+            for migration in pending:
                 if migration.name not in done:
                     await _apply(conn, migration)
                     applied.append(migration.name)
