@@ -29,6 +29,7 @@ from ulid import ULID
 from events import CheckoutEvent, EventMetadata
 from events.values import Provider
 from orchestrator.client import CheckoutClient
+from orchestrator.closing import ProviderCloser
 from orchestrator.command_service import register_command_service
 from orchestrator.create_flow import CreateFlow
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres, free_port
@@ -214,7 +215,8 @@ async def orchestrator(
             if providers
             else None
         )
-        handler = CommandHandler(store, new_event_id=new_id, create_flow=flow)
+        closer = ProviderCloser(providers) if providers else None
+        handler = CommandHandler(store, new_event_id=new_id, create_flow=flow, closer=closer)
         register_command_service(broker, layout, handler, clock)
         await broker.start()
         stack.push_async_callback(broker.stop)

@@ -6,6 +6,7 @@
     ├── SessionNotFound         session_not_found     command for a session never created
     ├── SessionAlreadyExists    session_exists        create for an existing session id
     ├── IllegalTransition       illegal_transition    command not allowed in this state
+    │   └── PaymentCompleted    payment_completed     expire/cancel, but the provider took the money
     ├── ConcurrencyConflict     concurrency_conflict  another writer appended first
     ├── CorruptHistory          corrupt_history       stored events do not fold (a bug)
     ├── NoRoute                 no_route              no provider can take it (``explanation``)
@@ -32,6 +33,7 @@ __all__ = [
     "InfrastructureError",
     "InvalidCommand",
     "NoRoute",
+    "PaymentCompleted",
     "SessionAlreadyExists",
     "SessionNotFound",
     "StoreUnavailable",
@@ -88,6 +90,18 @@ class IllegalTransition(CheckoutError):
             session_id=session_id,
             state=state,
             command=command,
+        )
+
+
+class PaymentCompleted(IllegalTransition):
+    code = "payment_completed"
+
+    def __init__(self, session_id: str, provider: str) -> None:
+        CheckoutError.__init__(
+            self,
+            f"checkout session {session_id} was paid at {provider}; it cannot be closed",
+            session_id=session_id,
+            provider=provider,
         )
 
 

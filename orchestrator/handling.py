@@ -16,7 +16,13 @@ from pydantic import SecretStr
 
 from events.envelope import EventMetadata
 from events.values import Provider
-from orchestrator.domain.commands import Command, CreateCheckoutSession
+from orchestrator.closing import ProviderCloser
+from orchestrator.domain.commands import (
+    CancelCheckoutSession,
+    Command,
+    CreateCheckoutSession,
+    ExpireCheckoutSession,
+)
 from orchestrator.domain.decider import decide, fold
 from orchestrator.errors import ConcurrencyConflict
 from orchestrator.event_store import DuplicateCommand, EventStore
@@ -64,10 +70,12 @@ class CommandHandler:
         *,
         new_event_id: Callable[[], str],
         create_flow: CreateSessions | None = None,
+        closer: ProviderCloser | None = None,
         max_attempts: int = 5,
     ) -> None:
         self._store = store
         self._create_flow = create_flow
+        self._closer = closer
         self._new_event_id = new_event_id
         self._max_attempts = max_attempts
 
@@ -88,9 +96,14 @@ class CommandHandler:
         done = history.result_of(context.command_id)
         if done is not None:
             return Accepted(command.session_id, done, appended=0, duplicate=True)
-        events = decide(fold(e.event for e in history.events), command)
+        state = fold(e.event for e in history.events)
+        events = decide(state, command)
         if not events:
             return Accepted(command.session_id, history.version, appended=0)
+        if self._closer is not None and isinstance(
+            command, ExpireCheckoutSession | CancelCheckoutSession
+        ):
+            await self._closer.close(state, command)
         metadata = [self._metadata(context, command.at) for _ in events]
         result = await self._store.append(
             command.session_id, events, metadata, expected_version=history.version

@@ -8,7 +8,8 @@
 Session commands go through the same durable NATS command path as every other client
 (an ``Idempotency-Key`` header becomes the command id). Rejections keep their stable
 code: 422 ``validation_failed``/``no_route``, 404 ``session_not_found``, 409
-``session_exists``/``illegal_transition``, 502 ``all_providers_failed``; a command queued
+``session_exists``/``illegal_transition``/``payment_completed``, 502
+``all_providers_failed``/``provider_rejected``, 503 ``provider_unavailable``; a command queued
 without a reply in time answers 202 with its command id (resend it with the same key).
 
 A webhook is verified in its provider's scheme, stored in the inbox, and only then
@@ -42,7 +43,10 @@ _STATUS = {
     "session_exists": 409,
     "illegal_transition": 409,
     "concurrency_conflict": 409,
+    "payment_completed": 409,
     "all_providers_failed": 502,
+    "provider_rejected": 502,
+    "provider_unavailable": 503,
 }
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]

@@ -1,9 +1,9 @@
 """Settling sessions that no webhook settles: the expiry sweeper and the poller.
 
-- Sweeper: an open session past its ``expires_at`` is expired at the provider where the
-  provider has an expire (Stripe, Kong), then recorded expired (reason ``sweeper``). If
-  the provider answers that the session completed meanwhile, the completion is recorded
-  instead: money taken is never hidden behind an expiry.
+- Sweeper: an open session past its ``expires_at`` gets an expire command (reason
+  ``sweeper``); command handling closes it at the provider first (`orchestrator.closing`).
+  If the provider says it completed meanwhile (``payment_completed``), the completion is
+  recorded instead: money taken is never hidden behind an expiry.
 - Poller: Kong sends no webhooks and lomi's may name no session; open sessions at those
   providers are retrieved and their completion or expiry recorded.
 
@@ -22,12 +22,7 @@ from typing import Any
 
 from events.values import Provider, SessionStatus
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
-from orchestrator.providers.base import (
-    PaymentProvider,
-    ProviderError,
-    ProviderSession,
-    UnsupportedOperation,
-)
+from orchestrator.providers.base import PaymentProvider, ProviderError, ProviderSession
 from projections import CheckoutSession, ReadModels, SessionFilters
 
 __all__ = ["POLLED_PROVIDERS", "Settler"]
@@ -95,21 +90,18 @@ class Settler:
             cursor = page.next_cursor
 
     async def _expire(self, session: CheckoutSession) -> int:
-        adapter = self._adapter(session)
-        if adapter is not None and session.provider_session_id:
-            try:
-                remote = await adapter.expire_session(session.provider_session_id)
-            except UnsupportedOperation:
-                remote = None
-            except ProviderError as exc:
-                # e.g. "only open sessions can be expired": look at what it is instead
-                _log.info("expire of %s at %s refused: %s", session.id, session.provider, exc.code)
-                remote = await self._retrieve(adapter, session.provider_session_id)
-            if remote is not None and remote.status is SessionStatus.COMPLETE:
-                return await self._complete(session.id, remote)
-        return await self._command(
-            "expire", {"session_id": session.id, "reason": "sweeper"}, f"sweep-{session.id}"
-        )
+        payload = {"session_id": session.id, "reason": "sweeper"}
+        try:
+            await self._client.send("expire", payload, command_id=f"sweep-{session.id}")
+        except CommandRejected as rejected:
+            adapter = self._adapter(session)
+            if rejected.code != "payment_completed" or adapter is None:
+                _log.info("sweep of %s not applied: %s", session.id, rejected.code)
+                return 0
+            return await self._poll(session)
+        except CommandPending:
+            return 0
+        return 1
 
     async def _poll(self, session: CheckoutSession) -> int:
         adapter = self._adapter(session)

@@ -93,9 +93,7 @@ async def test_stripe_outage_falls_back_and_the_explanation_says_why(system):
     fleet.stripe.faults.set(error_next=50, error_status=503)
     created = (await http.post("/v1/checkout-sessions", json=create_body(currency="USD"))).json()
     assert created["provider"] == "polar"
-    events = await eventually(
-        lambda: _events(http, created["session_id"], created["sequence"])
-    )
+    events = await eventually(lambda: _events(http, created["session_id"], created["sequence"]))
     types = [e["type"] for e in events]
     assert types == ["requested", "routed", "provider_call_failed", "provider_session_opened"]
     failed = events[2]["payload"]
@@ -182,13 +180,42 @@ async def test_delayed_payment_completes_unpaid_then_succeeds(system):
     await session_where(http, created["session_id"], payment_status="paid")
 
 
-async def test_expire_over_http_then_a_late_completion_is_rejected_and_kept(system):
-    fleet, gw, http = system
+async def test_merchant_expire_closes_the_session_at_the_provider_too(system):
+    fleet, _, http = system
     created = (await http.post("/v1/checkout-sessions", json=create_body())).json()
     sid = created["session_id"]
     response = await http.post(f"/v1/checkout-sessions/{sid}/expire")
     assert response.status_code == 200, response.text
     await session_where(http, sid, status="expired")
+    assert fleet.stripe.describe(created["provider_session_id"])["status"] == "expired"
+
+
+async def test_expire_of_a_session_paid_meanwhile_is_refused(system):
+    fleet, _, http = system
+    fleet.stripe.webhooks.url = None  # the payment's webhook is lost on the way
+    created = (await http.post("/v1/checkout-sessions", json=create_body())).json()
+    await fleet.stripe.pay(created["provider_session_id"])
+    response = await http.post(f"/v1/checkout-sessions/{created['session_id']}/expire")
+    assert response.status_code == 409
+    assert response.json()["code"] == "payment_completed"
+
+
+async def test_a_late_completion_after_expiry_is_rejected_and_kept_in_the_inbox(system):
+    fleet, gw, http = system
+    body = create_body(currency="XOF", amount=5000, customer={"email": "a@b.sn", "country": "SN"})
+    created = (await http.post("/v1/checkout-sessions", json=body)).json()
+    assert created["provider"] == "lomi"  # lomi has no expire endpoint: its page stays payable
+    await http.post(f"/v1/checkout-sessions/{created['session_id']}/expire")
+    await session_where(http, created["session_id"], status="expired")
+    await fleet.lomi.pay(created["provider_session_id"])
+    counts = await eventually(lambda: _settled(gw, "rejected"))
+    assert counts["rejected"] == 1
+    await session_where(http, created["session_id"], status="expired")
+
+
+async def _settled(gw, status):
+    counts = await gw.inbox.counts()
+    return counts if counts.get(status) else None
 
 
 async def test_the_sweeper_expires_sessions_past_their_expiry_at_the_provider(system):
@@ -196,9 +223,10 @@ async def test_the_sweeper_expires_sessions_past_their_expiry_at_the_provider(sy
     created = (await http.post("/v1/checkout-sessions", json=create_body())).json()
     await session_where(http, created["session_id"], status="open")
     settler = gw.settler
-    settler._clock = lambda: __import__("datetime").datetime.now(
-        __import__("datetime").UTC
-    ) + __import__("datetime").timedelta(days=2)
+    settler._clock = lambda: (
+        __import__("datetime").datetime.now(__import__("datetime").UTC)
+        + __import__("datetime").timedelta(days=2)
+    )
     assert await settler.sweep_once() >= 1
     await session_where(http, created["session_id"], status="expired")
     assert fleet.stripe.describe(created["provider_session_id"])["status"] == "expired"
