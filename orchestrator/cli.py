@@ -1,7 +1,11 @@
 """``checkout-orchestrator``: run the system and look at it.
 
-    checkout-orchestrator up       servers (embedded unless configured) + command handlers
-    checkout-orchestrator status   servers, streams, queued commands
+checkout-orchestrator up [--sandbox]   everything: servers, handlers, projectors, HTTP
+checkout-orchestrator status           servers, streams, queued commands
+checkout-orchestrator route ...        what the router would choose, and why
+checkout-orchestrator migrate          database migrations
+checkout-orchestrator projections ...  run / status / rebuild / measure read models
+checkout-orchestrator webhooks ...     the webhook inbox: status, replay
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import contextlib
 import logging
 import signal
 from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -23,6 +29,7 @@ from orchestrator.bootstrap import (
     Endpoints,
     connect_nats,
     event_source,
+    gateway,
     orchestrator,
     projector_settings,
     read_endpoints,
@@ -32,7 +39,10 @@ from orchestrator.bootstrap import (
 )
 from orchestrator.command_service import DURABLE
 from orchestrator.errors import CheckoutError
+from orchestrator.providers.registry import configured_providers
+from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.settings import Settings
+from orchestrator.webhooks.inbox import WebhookInbox
 from projections import (
     PROJECTION_NAMES,
     ProjectionError,
@@ -67,17 +77,29 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _serve(settings: Settings, endpoints: Endpoints, *, once: bool) -> None:
-    async with (
-        orchestrator(settings, endpoints.nats_url),
-        read_side(settings, endpoints) as reads,
-    ):
+async def _serve(settings: Settings, endpoints: Endpoints, *, once: bool, sandbox: bool) -> None:
+    async with AsyncExitStack() as stack:
+        providers = configured_providers(settings)
+        if sandbox:
+            fleet = await stack.enter_async_context(SandboxFleet())
+            providers = fleet.providers
+        for adapter in providers.values() if not sandbox else ():
+            stack.push_async_callback(adapter.aclose)
+        await stack.enter_async_context(
+            orchestrator(settings, endpoints.nats_url, providers=providers)
+        )
+        read = await stack.enter_async_context(read_side(settings, endpoints, serve_http=False))
+        gw = await stack.enter_async_context(gateway(settings, endpoints, read, providers))
+        if sandbox:
+            fleet.point_webhooks_at(gw.http_url)
         console.print(
             f"[green]checkout orchestrator up[/green]  NATS {endpoints.nats_url}"
             f"{' (embedded)' if endpoints.embedded_nats else ''}  "
             f"Postgres {_redact(endpoints.database_url)}"
             f"{' (embedded)' if endpoints.embedded_postgres else ''}  "
-            f"queries {reads.http_url}"
+            f"HTTP {gw.http_url}  providers: "
+            f"{', '.join(p.value for p in providers) or 'none (create records requests only)'}"
+            f"{' (sandbox simulators)' if sandbox else ''}"
         )
         if not once:
             await _until_signalled()
@@ -88,14 +110,18 @@ def up(
     once: Annotated[
         bool, typer.Option(help="start everything, report, and stop (a smoke check)")
     ] = False,
+    sandbox: Annotated[
+        bool, typer.Option(help="run the four provider simulators and use them as providers")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Start the servers (embedded when NATS_URL / DATABASE_URL are unset) and the handlers."""
+    """Start the servers (embedded when NATS_URL / DATABASE_URL are unset), the command
+    handlers, projectors, the HTTP API (queries, commands, webhooks) and settlement."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     settings = _settings()
     try:
         with servers(settings) as endpoints:
-            asyncio.run(_serve(settings, endpoints, once=once))
+            asyncio.run(_serve(settings, endpoints, once=once, sandbox=sandbox))
     except CheckoutError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         raise typer.Exit(2) from None
@@ -117,7 +143,9 @@ async def _status(settings: Settings, endpoints: Endpoints) -> Table:
     table.add_column("state")
     nc = await connect_nats(endpoints.nats_url, "checkout-status")
     try:
-        table.add_row("NATS", f"{endpoints.nats_url}  nats-server {nc.connected_server_version}")
+        version = nc.connected_server_version
+        server = f"nats-server {version.major}.{version.minor}.{version.patch}"
+        table.add_row("NATS", f"{endpoints.nats_url}  {server}")
         js = nc.jetstream()
         layout = settings.layout()
         for name in (layout.events_stream, layout.commands_stream):
@@ -263,7 +291,7 @@ def migrate_command() -> None:
     endpoints = _endpoints(_settings())
 
     async def main() -> None:
-        applied = await migrate(endpoints.database_url)
+        applied = await migrate(endpoints.database_url, also=("orchestrator",))
         console.print(f"applied {', '.join(applied)}" if applied else "schema is up to date")
 
     _run(main())
@@ -418,5 +446,58 @@ def projections_measure(
                     f"{lag.p50_ms:.1f}", f"{lag.p99_ms:.1f}", f"{lag.max_ms:.1f}",
                 )  # fmt: skip
             console.print(table)
+
+    _run(main())
+
+
+webhooks_app = typer.Typer(help="The webhook inbox: status and replay.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+async def _inbox(endpoints: Endpoints) -> tuple[asyncpg.Pool, WebhookInbox]:
+    await migrate(endpoints.database_url, also=("orchestrator",))
+    pool = await asyncpg.create_pool(endpoints.database_url, min_size=1, max_size=2)
+    return pool, WebhookInbox(pool)
+
+
+@webhooks_app.command("status")
+def webhooks_status() -> None:
+    """Count the inbox rows by status (pending, done, ignored, unresolved, rejected)."""
+    endpoints = _endpoints(_settings())
+
+    async def main() -> None:
+        pool, inbox = await _inbox(endpoints)
+        try:
+            counts = await inbox.counts()
+        finally:
+            await pool.close()
+        table = Table(title="webhook inbox")
+        table.add_column("status")
+        table.add_column("rows", justify="right")
+        for name, count in sorted(counts.items()):
+            table.add_row(name, str(count))
+        console.print(table)
+
+    _run(main())
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    provider: Annotated[str | None, typer.Option(help="only this provider's webhooks")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="only webhooks received at or after this instant")
+    ] = None,
+) -> None:
+    """Mark processed webhooks pending again; a running `up` re-processes them (the same
+    command ids: what already took effect is not applied twice)."""
+    endpoints = _endpoints(_settings())
+
+    async def main() -> None:
+        pool, inbox = await _inbox(endpoints)
+        try:
+            reopened = await inbox.reopen(provider=provider, since=since)
+        finally:
+            await pool.close()
+        console.print(f"{reopened} webhook(s) queued for re-processing")
 
     _run(main())
