@@ -71,13 +71,15 @@ async def test_cli_migrate_status_and_rebuild(env, tmp_path):
     await env.load(30, seed=4)
     async with env.projector():
         await env.wait_caught_up()
-        migrated = _cli(env, tmp_path, "migrate")
+        migrated = _cli(env, tmp_path, "migrate")  # the orchestrator's inbox table is new
+        again = _cli(env, tmp_path, "migrate")
         status = _cli(env, tmp_path, "projections", "status")
         rebuilt = _cli(env, tmp_path, "projections", "rebuild", "sessions")
         unknown = _cli(env, tmp_path, "projections", "rebuild", "nope")
         await env.wait_caught_up()
     assert migrated.returncode == 0, migrated.stderr
-    assert "up to date" in migrated.stdout
+    assert "orchestrator.001_webhook_inbox" in migrated.stdout
+    assert "up to date" in again.stdout
     assert status.returncode == 0, status.stderr
     assert "sessions" in status.stdout
     assert "total lag: 0 event(s)" in status.stdout
