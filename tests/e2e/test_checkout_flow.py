@@ -230,3 +230,36 @@ async def test_the_sweeper_expires_sessions_past_their_expiry_at_the_provider(sy
     assert await settler.sweep_once() >= 1
     await session_where(http, created["session_id"], status="expired")
     assert fleet.stripe.describe(created["provider_session_id"])["status"] == "expired"
+
+
+async def test_a_completion_that_overtakes_the_create_still_ends_complete(system):
+    """The provider's webhook arrives before our create is recorded: the inbox retries."""
+    from events.values import Customer, Mode, Provider, RequestedAmount, SessionUrls
+    from orchestrator.providers.base import OpenRequest
+
+    fleet, gw, http = system
+    body = create_body()
+    # the provider session our create will open (same session id, attempt 1: same key)
+    early = await fleet.providers[Provider.STRIPE].open_session(
+        OpenRequest(
+            session_id=body["session_id"],
+            attempt=1,
+            mode=Mode.PAYMENT,
+            amount=RequestedAmount(currency="GBP", amount=4997),
+            customer=Customer(**body["customer"]),
+            urls=SessionUrls(**body["urls"]),
+        )
+    )
+    await fleet.stripe.pay(early.provider_session_id)  # webhook: session unknown to us yet
+    await eventually(lambda: _retrying(gw))
+    created = (await http.post("/v1/checkout-sessions", json=body)).json()
+    assert created["provider_session_id"] == early.provider_session_id
+    done = await session_where(http, body["session_id"], status="complete", payment_status="paid")
+    assert done["provider_session_id"] == early.provider_session_id
+
+
+async def _retrying(gw):
+    async with gw.processor._pool.acquire() as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM webhook_inbox WHERE status = 'pending' AND attempts > 0"
+        )
