@@ -42,6 +42,7 @@ __all__ = [
     "RecordProviderSessionOpened",
     "RecordRouting",
     "command_adapter",
+    "command_models",
 ]
 
 SessionId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -160,9 +161,8 @@ Command = Annotated[
 
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 
-COMMAND_TYPES: frozenset[str] = frozenset(
-    model.model_fields["type"].default
-    for model in (
+def command_models() -> tuple[type[CommandBase], ...]:
+    return (
         CreateCheckoutSession,
         RecordRouting,
         RecordProviderSessionOpened,
@@ -173,4 +173,8 @@ COMMAND_TYPES: frozenset[str] = frozenset(
         ExpireCheckoutSession,
         CancelCheckoutSession,
     )
+
+
+COMMAND_TYPES: frozenset[str] = frozenset(
+    model.model_fields["type"].default for model in command_models()
 )
