@@ -237,6 +237,7 @@ def projector_settings(settings: Settings, *, name: str | None = None) -> Projec
         name=name or settings.projector_name,
         batch_size=settings.projector_batch_size,
         batch_linger=settings.projector_batch_linger_seconds,
+        appliers=settings.projector_appliers,
         claim_interval=settings.projector_claim_interval,
     )
 
@@ -355,8 +356,27 @@ class Scratch:
     nc: NatsClient
     pool: asyncpg.Pool
     dsn: str
-    source: EventSource
+    nats_url: str
+    layout: StreamLayout
     append: Callable[[str, Sequence[CheckoutEvent], int], Awaitable[int]]
+
+    @property
+    def source(self) -> EventSource:
+        layout = self.layout
+        return EventSource(layout.events_stream, layout.events_prefix, layout.partitions)
+
+    def environment(self) -> dict[str, str]:
+        """Settings (environment variables) of a process working on this scratch."""
+        layout = self.layout
+        return {
+            "NATS_URL": self.nats_url,
+            "DATABASE_URL": self.dsn,
+            "CHECKOUT_EVENTS_STREAM": layout.events_stream,
+            "CHECKOUT_EVENTS_PREFIX": layout.events_prefix,
+            "CHECKOUT_COMMANDS_STREAM": layout.commands_stream,
+            "CHECKOUT_COMMANDS_PREFIX": layout.commands_prefix,
+            "CHECKOUT_PARTITIONS": str(layout.partitions),
+        }
 
 
 def _scratch_dsn(dsn: str, database: str) -> str:
@@ -409,10 +429,4 @@ async def scratch(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Scr
             result = await store.append(sid, events, metadata, expected_version=version)
             return result.last_sequence
 
-        yield Scratch(
-            nc,
-            pool,
-            dsn,
-            EventSource(layout.events_stream, layout.events_prefix, layout.partitions),
-            append,
-        )
+        yield Scratch(nc, pool, dsn, endpoints.nats_url, layout, append)

@@ -1,6 +1,7 @@
 """``checkout-orchestrator``: run the system and look at it.
 
 checkout-orchestrator up [--sandbox]   everything: servers, handlers, projectors, HTTP
+checkout-orchestrator up --role R      one role: commands, projectors or api (deploy/)
 checkout-orchestrator status           servers, streams, queued commands
 checkout-orchestrator route ...        what the router would choose, and why
 checkout-orchestrator migrate          database migrations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Coroutine
+import sys
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
-from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 import asyncpg
@@ -27,6 +30,7 @@ from rich.table import Table
 
 from orchestrator.bootstrap import (
     Endpoints,
+    Scratch,
     connect_nats,
     event_source,
     gateway,
@@ -42,7 +46,7 @@ from orchestrator.errors import CheckoutError
 from orchestrator.providers.registry import configured_providers
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.settings import Settings
-from orchestrator.webhooks.inbox import WebhookInbox
+from orchestrator.webhooks.cli import webhooks_app
 from projections import (
     PROJECTION_NAMES,
     ProjectionError,
@@ -77,7 +81,18 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _serve(settings: Settings, endpoints: Endpoints, *, once: bool, sandbox: bool) -> None:
+class Role(StrEnum):
+    """What one `up` process runs; `all` is everything in one process."""
+
+    ALL = "all"
+    COMMANDS = "commands"  # command handlers (the work-queue consumer)
+    PROJECTORS = "projectors"  # projector workers (no HTTP)
+    API = "api"  # HTTP commands, webhooks and queries; webhook worker; settlement
+
+
+async def _serve(
+    settings: Settings, endpoints: Endpoints, *, once: bool, sandbox: bool, role: Role = Role.ALL
+) -> None:
     async with AsyncExitStack() as stack:
         providers = configured_providers(settings)
         if sandbox:
@@ -85,19 +100,26 @@ async def _serve(settings: Settings, endpoints: Endpoints, *, once: bool, sandbo
             providers = fleet.providers
         for adapter in providers.values() if not sandbox else ():
             stack.push_async_callback(adapter.aclose)
-        await stack.enter_async_context(
-            orchestrator(settings, endpoints.nats_url, providers=providers)
-        )
-        read = await stack.enter_async_context(read_side(settings, endpoints, serve_http=False))
-        gw = await stack.enter_async_context(gateway(settings, endpoints, read, providers))
-        if sandbox:
-            fleet.point_webhooks_at(gw.http_url)
+        if role in (Role.ALL, Role.COMMANDS):
+            await stack.enter_async_context(
+                orchestrator(settings, endpoints.nats_url, providers=providers)
+            )
+        http_url = "-"
+        if role is not Role.COMMANDS:
+            read = await stack.enter_async_context(
+                read_side(settings, endpoints, run_projector=role is not Role.API, serve_http=False)
+            )
+            if role is not Role.PROJECTORS:
+                gw = await stack.enter_async_context(gateway(settings, endpoints, read, providers))
+                http_url = gw.http_url
+                if sandbox:
+                    fleet.point_webhooks_at(gw.http_url)
         console.print(
-            f"[green]checkout orchestrator up[/green]  NATS {endpoints.nats_url}"
+            f"[green]checkout orchestrator up[/green] ({role.value})  NATS {endpoints.nats_url}"
             f"{' (embedded)' if endpoints.embedded_nats else ''}  "
             f"Postgres {_redact(endpoints.database_url)}"
             f"{' (embedded)' if endpoints.embedded_postgres else ''}  "
-            f"HTTP {gw.http_url}  providers: "
+            f"HTTP {http_url}  providers: "
             f"{', '.join(p.value for p in providers) or 'none (create records requests only)'}"
             f"{' (sandbox simulators)' if sandbox else ''}"
         )
@@ -114,14 +136,24 @@ def up(
         bool, typer.Option(help="run the four provider simulators and use them as providers")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    role: Annotated[
+        Role,
+        typer.Option(
+            case_sensitive=False,
+            help="run one role only (deploy/ scales commands, projectors and api apart)",
+        ),
+    ] = Role.ALL,
 ) -> None:
     """Start the servers (embedded when NATS_URL / DATABASE_URL are unset), the command
     handlers, projectors, the HTTP API (queries, commands, webhooks) and settlement."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    if sandbox and role is not Role.ALL:
+        console.print("[red]--sandbox[/red] runs with --role all only")
+        raise typer.Exit(2)
     settings = _settings()
     try:
         with servers(settings) as endpoints:
-            asyncio.run(_serve(settings, endpoints, once=once, sandbox=sandbox))
+            asyncio.run(_serve(settings, endpoints, once=once, sandbox=sandbox, role=role))
     except CheckoutError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         raise typer.Exit(2) from None
@@ -436,68 +468,41 @@ def projections_measure(
             table = Table(title="lag: append acknowledged -> read models committed")
             for column in ("target events/s", "achieved", "events", "p50 ms", "p99 ms", "max ms"):
                 table.add_column(column)
-            for rate in wanted:
-                lag = await measure_lag(
-                    nc=s.nc, pool=s.pool, dsn=s.dsn, source=s.source, append=s.append,
-                    rate=rate, seconds=seconds, settings=config,
-                )  # fmt: skip
-                table.add_row(
-                    str(rate), f"{lag.achieved_rate:,.0f}", str(lag.events),
-                    f"{lag.p50_ms:.1f}", f"{lag.p99_ms:.1f}", f"{lag.max_ms:.1f}",
-                )  # fmt: skip
+            async with _projector_process(s):
+                for rate in wanted:
+                    lag = await measure_lag(
+                        dsn=s.dsn, source=s.source, append=s.append, rate=rate, seconds=seconds
+                    )
+                    table.add_row(
+                        str(rate), f"{lag.achieved_rate:,.0f}", str(lag.events),
+                        f"{lag.p50_ms:.1f}", f"{lag.p99_ms:.1f}", f"{lag.max_ms:.1f}",
+                    )  # fmt: skip
             console.print(table)
 
     _run(main())
 
 
-webhooks_app = typer.Typer(help="The webhook inbox: status and replay.", no_args_is_help=True)
+@contextlib.asynccontextmanager
+async def _projector_process(s: Scratch) -> AsyncIterator[None]:
+    """`projections run` on the scratch stream and database, in a process of its own."""
+    environment = {**os.environ, **s.environment(), "CHECKOUT_PROJECTOR_NAME": "measure"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from orchestrator.cli import app; app()", "projections", "run",
+        env=environment, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        process.terminate()
+        await process.wait()
+
+
 app.add_typer(webhooks_app, name="webhooks")
 
 
-async def _inbox(endpoints: Endpoints) -> tuple[asyncpg.Pool, WebhookInbox]:
-    await migrate(endpoints.database_url, also=("orchestrator",))
-    pool = await asyncpg.create_pool(endpoints.database_url, min_size=1, max_size=2)
-    return pool, WebhookInbox(pool)
+@app.command("asyncapi")
+def asyncapi_command() -> None:
+    """Print the AsyncAPI 3.0 document of the NATS surface (commands, replies, events)."""
+    from orchestrator.asyncapi import asyncapi_json  # noqa: PLC0415 - builds a docs broker
 
-
-@webhooks_app.command("status")
-def webhooks_status() -> None:
-    """Count the inbox rows by status (pending, done, ignored, unresolved, rejected)."""
-    endpoints = _endpoints(_settings())
-
-    async def main() -> None:
-        pool, inbox = await _inbox(endpoints)
-        try:
-            counts = await inbox.counts()
-        finally:
-            await pool.close()
-        table = Table(title="webhook inbox")
-        table.add_column("status")
-        table.add_column("rows", justify="right")
-        for name, count in sorted(counts.items()):
-            table.add_row(name, str(count))
-        console.print(table)
-
-    _run(main())
-
-
-@webhooks_app.command("replay")
-def webhooks_replay(
-    provider: Annotated[str | None, typer.Option(help="only this provider's webhooks")] = None,
-    since: Annotated[
-        datetime | None, typer.Option(help="only webhooks received at or after this instant")
-    ] = None,
-) -> None:
-    """Mark processed webhooks pending again; a running `up` re-processes them (the same
-    command ids: what already took effect is not applied twice)."""
-    endpoints = _endpoints(_settings())
-
-    async def main() -> None:
-        pool, inbox = await _inbox(endpoints)
-        try:
-            reopened = await inbox.reopen(provider=provider, since=since)
-        finally:
-            await pool.close()
-        console.print(f"{reopened} webhook(s) queued for re-processing")
-
-    _run(main())
+    typer.echo(asyncapi_json(_settings().layout()), nl=False)

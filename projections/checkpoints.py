@@ -20,12 +20,14 @@ from projections.keys import switch_key
 from projections.read_models import Projection
 
 __all__ = [
+    "COMMITS_CHANNEL",
     "Binding",
     "Position",
     "active_versions",
     "advance",
     "ensure_rows",
     "lock_positions",
+    "parse_commit_notice",
     "read_positions",
     "take_switch_locks",
 ]
@@ -121,19 +123,44 @@ async def lock_positions(
     return {(row["projection"], row["partition"]): row["position"] for row in rows}
 
 
+COMMITS_CHANNEL = "projection_commits"
+"""Postgres NOTIFY channel: each batch announces its new checkpoints when it commits."""
+
+_ADVANCE = """
+WITH moved AS (
+    UPDATE projection_checkpoints c SET position = u.position, updated_at = clock_timestamp()
+    FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int8[])
+        AS u(projection, version, partition, position)
+    WHERE c.projection = u.projection AND c.version = u.version
+      AND c.partition = u.partition AND c.position < u.position
+    RETURNING c.projection, c.version, c.partition, c.position
+)
+SELECT pg_notify('projection_commits', string_agg(
+    projection || ':' || version || ':' || partition || ':' || position, ';'))
+FROM moved
+HAVING count(*) > 0
+"""
+
+
+def parse_commit_notice(payload: str) -> list[tuple[str, int, int, int]]:
+    """(projection, version, partition, position) entries of a commit notification."""
+    entries = []
+    for item in payload.split(";"):
+        name, version, partition, position = item.rsplit(":", 3)
+        entries.append((name, int(version), int(partition), int(position)))
+    return entries
+
+
 async def advance(
     conn: asyncpg.Connection, versions: Mapping[str, int], moved: Mapping[tuple[str, int], int]
 ) -> None:
-    """Set the checkpoints that moved (inside the batch's transaction)."""
+    """Set the checkpoints that moved and announce them on `COMMITS_CHANNEL` (delivered
+    to listeners only if the batch's transaction commits)."""
     if not moved:
         return
     keys = list(moved)
     await conn.execute(
-        "UPDATE projection_checkpoints c SET position = u.position, updated_at = now() "
-        "FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int8[]) "
-        "AS u(projection, version, partition, position) "
-        "WHERE c.projection = u.projection AND c.version = u.version "
-        "AND c.partition = u.partition AND c.position < u.position",
+        _ADVANCE,
         [name for name, _ in keys],
         [versions[name] for name, _ in keys],
         [partition for _, partition in keys],

@@ -122,41 +122,39 @@ def _total(amounts: Amounts | None, current: int | None) -> int | None:
     return current if amounts is None else amounts.total
 
 
-def _advance_live(core: Core, event: CheckoutEvent) -> Core:  # noqa: C901, PLR0911 - a case per type
-    replace = dataclasses.replace
+def _changes(core: Core, event: CheckoutEvent) -> dict[str, Any]:  # noqa: C901, PLR0911
+    """The core fields an event changes (one case per event type)."""
     match event:
         case CheckoutRouted(provider=provider, attempt=attempt):
-            return replace(core, lifecycle=Lifecycle.ROUTED, provider=provider, attempt=attempt)
+            return {"lifecycle": Lifecycle.ROUTED, "provider": provider, "attempt": attempt}
         case ProviderSessionOpened():
             lifecycle = Lifecycle.OPEN if core.lifecycle in _BEFORE_OPEN else core.lifecycle
-            return replace(
-                core,
-                lifecycle=lifecycle,
-                provider=event.provider,
-                attempt=event.attempt,
-                amount_total=_total(event.amounts, core.amount_total),
-            )
+            return {
+                "lifecycle": lifecycle,
+                "provider": event.provider,
+                "attempt": event.attempt,
+                "amount_total": _total(event.amounts, core.amount_total),
+            }
         case ProviderCallFailed(fallback=None):
-            return replace(core, lifecycle=Lifecycle.FAILED)
+            return {"lifecycle": Lifecycle.FAILED}
         case ProviderCallFailed(fallback=fallback, attempt=attempt):
-            return replace(core, lifecycle=Lifecycle.ROUTED, provider=fallback, attempt=attempt + 1)
+            return {"lifecycle": Lifecycle.ROUTED, "provider": fallback, "attempt": attempt + 1}
         case PaymentProcessing():
-            return replace(core, lifecycle=Lifecycle.PROCESSING)
+            return {"lifecycle": Lifecycle.PROCESSING}
         case CheckoutCompleted(payment_status=payment_status, amounts=amounts):
-            return replace(
-                core,
-                lifecycle=Lifecycle.COMPLETED,
-                payment_status=payment_status,
-                amount_total=_total(amounts, core.amount_total),
-            )
+            return {
+                "lifecycle": Lifecycle.COMPLETED,
+                "payment_status": payment_status,
+                "amount_total": _total(amounts, core.amount_total),
+            }
         case AsyncPaymentSucceeded():
-            return replace(core, lifecycle=Lifecycle.COMPLETED, payment_status=PaymentStatus.PAID)
+            return {"lifecycle": Lifecycle.COMPLETED, "payment_status": PaymentStatus.PAID}
         case AsyncPaymentFailed():
-            return replace(core, lifecycle=Lifecycle.FAILED)
+            return {"lifecycle": Lifecycle.FAILED}
         case CheckoutExpired():
-            return replace(core, lifecycle=Lifecycle.EXPIRED)
+            return {"lifecycle": Lifecycle.EXPIRED}
         case CheckoutCanceled():
-            return replace(core, lifecycle=Lifecycle.CANCELED)
+            return {"lifecycle": Lifecycle.CANCELED}
     raise Unapplicable(f"event type {event.type} has no effect defined on a session")
 
 
@@ -178,7 +176,7 @@ def advance(core: Core | None, recorded: RecordedEvent) -> Core:
         )
     if core is None:
         raise _missing(event)
-    return dataclasses.replace(_advance_live(core, event), last_sequence=recorded.sequence)
+    return dataclasses.replace(core, last_sequence=recorded.sequence, **_changes(core, event))
 
 
 @dataclass(frozen=True, slots=True)

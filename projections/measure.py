@@ -6,21 +6,23 @@ stream, a scratch database and an `Append` through the real event store.
 
 - `measure_catch_up`: the stream is loaded, the read models are empty; a projector
   starts and the clock stops when every event has been committed into all read models.
-- `measure_lag`: a projector runs, caught up; sessions are appended at a fixed rate of
-  events per second (one event per command, as the orchestrator does); an event's lag is
-  the time from its append being acknowledged to the commit of the batch holding it, as
-  the projector reports it. Producer and projector share this process (and its CPU).
+- `measure_lag`: a projector runs in another process, caught up; sessions are appended
+  here at a fixed rate of events per second (one event per command, as the orchestrator
+  does); an event's lag is the time from its append being acknowledged to the moment
+  the commit of the batch holding it is announced (``projection_commits`` NOTIFY, sent
+  by Postgres when the transaction commits).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import statistics
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,7 +31,7 @@ from nats.aio.client import Client as NatsClient
 
 from events.subjects import partition_of
 from projections.batch import BatchOutcome
-from projections.checkpoints import Binding
+from projections.checkpoints import COMMITS_CHANNEL, Binding, parse_commit_notice
 from projections.projector import CommitObserver, Projector, ProjectorSettings
 from projections.read_models import all_projections
 from projections.source import EventSource
@@ -127,19 +129,30 @@ class _LagProbe:
     def __init__(self) -> None:
         self.waiting: dict[int, deque[tuple[int, float]]] = defaultdict(deque)
         self.lags: list[float] = []
+        self.committed_up_to: dict[int, int] = defaultdict(int)
         self.idle = asyncio.Event()
 
     def appended(self, partition: int, sequence: int, at: float) -> None:
+        if sequence <= self.committed_up_to[partition]:
+            self.lags.append(0.0)  # committed before the producer got back to record it
+            return
         self.waiting[partition].append((sequence, at))
         self.idle.clear()
 
-    def committed(self, outcome: BatchOutcome, at: float) -> None:
-        for partition, position in outcome.positions.items():
+    def committed(self, positions: Mapping[int, int], at: float) -> None:
+        for partition, position in positions.items():
+            self.committed_up_to[partition] = max(self.committed_up_to[partition], position)
             queue = self.waiting[partition]
             while queue and queue[0][0] <= position:
                 self.lags.append(at - queue.popleft()[1])
         if not any(self.waiting.values()):
             self.idle.set()
+
+    def notice(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        """asyncpg listener: a projector committed; its timeline checkpoints tell how far."""
+        at = time.monotonic()
+        entries = parse_commit_notice(str(payload))
+        self.committed({p: pos for name, _, p, pos in entries if name == "timeline"}, at)
 
 
 async def _produce(
@@ -151,9 +164,11 @@ async def _produce(
     partitions: int,
 ) -> int:
     """Append at ``rate`` events/s for ``seconds``; return how many were appended."""
-    rng = random.Random(rate)  # noqa: S311 - test data, not secrets
-    ids = iter(session_ids(f"lag{rate}_", 10**7))
-    tokens: asyncio.Queue[None] = asyncio.Queue()
+    rng = random.Random()  # noqa: S311 - test data, not secrets
+    prefix = f"lag{rate}_{rng.randrange(10**9)}_"
+    ids = (f"{prefix}{n:07d}" for n in itertools.count())
+    go, stop = True, False
+    tokens: asyncio.Queue[bool] = asyncio.Queue()  # go: append one event; stop: return
     appended = 0
 
     async def worker() -> None:
@@ -162,7 +177,8 @@ async def _produce(
             sid = next(ids)
             version = 0
             for event in lifecycle(rng, sid, _START):
-                await tokens.get()
+                if not await tokens.get():
+                    return
                 version = await append(sid, [event], version)
                 probe.appended(partition_of(sid, partitions), version, time.monotonic())
                 appended += 1
@@ -170,17 +186,17 @@ async def _produce(
     workers = [asyncio.create_task(worker()) for _ in range(max(8, rate // 50))]
     started = time.monotonic()
     issued = 0
-    try:
-        while (elapsed := time.monotonic() - started) < seconds:
-            due = int(elapsed * rate) - issued
-            for _ in range(due):
-                tokens.put_nowait(None)
-            issued += max(0, due)
-            await asyncio.sleep(0.002)
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+    while (elapsed := time.monotonic() - started) < seconds:
+        due = int(elapsed * rate) - issued
+        for _ in range(due):
+            tokens.put_nowait(go)
+        issued += max(0, due)
+        await asyncio.sleep(0.002)
+    while not tokens.empty():
+        tokens.get_nowait()
+    for _ in workers:
+        tokens.put_nowait(stop)
+    await asyncio.gather(*workers)
     return appended
 
 
@@ -191,24 +207,33 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 async def measure_lag(
     *,
-    nc: NatsClient,
-    pool: asyncpg.Pool,
     dsn: str,
     source: EventSource,
     append: Append,
     rate: int,
     seconds: float,
-    settings: ProjectorSettings,
+    warmup: float = 2.0,
 ) -> Lag:
-    """Lag percentiles at a steady ``rate`` of appended events per second."""
+    """Lag percentiles at a steady ``rate`` of appended events per second.
+
+    A projector must be running on ``source`` and ``dsn`` (another process, so that the
+    load generator here does not share its CPU); commits are observed as its
+    ``projection_commits`` notifications. The first ``warmup`` seconds are not recorded.
+    """
     probe = _LagProbe()
-    async with _running(nc, pool, dsn, source, settings, probe.committed) as projector:
-        await asyncio.wait_for(projector.wait_owning(source.partitions), 30)
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener(COMMITS_CHANNEL, probe.notice)
+    try:
+        await _produce(append, probe, rate=rate, seconds=warmup, partitions=source.partitions)
+        await asyncio.wait_for(probe.idle.wait(), 60)
+        probe.lags.clear()
         appended = await _produce(
             append, probe, rate=rate, seconds=seconds, partitions=source.partitions
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(probe.idle.wait(), 30)
+    finally:
+        await listener.close()
     lags = [lag * 1000 for lag in probe.lags] or [0.0]
     return Lag(
         target_rate=rate,

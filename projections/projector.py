@@ -8,11 +8,12 @@ models, ``rebuild:<name>`` during a rebuild). It runs until cancelled:
   worker gets half the partitions and a dead worker's partitions move within seconds;
 - per owned partition, a `PartitionReader` delivers the stream from the smallest
   checkpoint of that partition + 1;
-- one applier takes up to ``batch_size`` buffered messages across the owned partitions
-  (waiting up to ``batch_linger`` for more when the batch is not full), and commits
-  them with `projections.batch.apply_batch`: rows, parked events and checkpoints in one
-  transaction. A failed commit is retried with the same messages (safe: whatever
-  committed is skipped), except for partitions no longer owned.
+- ``appliers`` lanes (partition modulo lanes) each take up to ``batch_size`` buffered
+  messages across their owned partitions (waiting up to ``batch_linger`` for more when
+  the batch is not full), and commit them with `projections.batch.apply_batch`: rows,
+  parked events and checkpoints in one transaction. A partition is always in the same
+  lane, so its batches never overlap. A failed commit is retried with the same
+  messages (safe: whatever committed is skipped), except for partitions no longer owned.
 
 Per-session order holds because a session lives in one partition, which one reader
 delivers in stream order and one transaction at a time applies.
@@ -54,6 +55,10 @@ class ProjectorSettings:
     name: str = "live"
     batch_size: int = 500
     batch_linger: float = 0.0
+    appliers: int = 1
+    """concurrent batch transactions, each over its own share of the partitions; more
+    than one overlaps Python and Postgres work, but the lanes then contend for the shared
+    daily-total rows: measured no better on 2 cores (see docs/projections.md)"""
     claim_interval: float = 1.0
     retry_delay: float = 0.2
     reader: ReaderSettings = field(default_factory=ReaderSettings)
@@ -96,9 +101,10 @@ class Projector:
         self._ownership = Ownership(dsn, settings.name)
         self._readers: dict[int, PartitionReader] = {}
         self._positions: dict[int, int] = {}
-        self._wake = asyncio.Event()
+        lanes = max(1, settings.appliers)
+        self._wakes = [asyncio.Event() for _ in range(lanes)]
+        self._locks = [asyncio.Lock() for _ in range(lanes)]
         self._ownership_changed = asyncio.Event()
-        self._apply_lock = asyncio.Lock()
         self._cursor = 0
 
     @property
@@ -121,18 +127,26 @@ class Projector:
         readers = list(self._readers.values())
         return bool(readers) and all(r.caught_up and len(r) == 0 for r in readers)
 
+    def _lane(self, partition: int) -> int:
+        return partition % len(self._wakes)
+
     async def run(self) -> None:
-        applier = asyncio.create_task(self._apply_loop(), name=f"applier-{self._settings.name}")
+        appliers = [
+            asyncio.create_task(self._apply_loop(lane), name=f"applier-{lane}")
+            for lane in range(len(self._wakes))
+        ]
         try:
             while True:
                 await self._balance()
-                if applier.done():
-                    applier.result()  # an applier bug surfaces here instead of hanging
+                for applier in appliers:
+                    if applier.done():
+                        applier.result()  # an applier bug surfaces here instead of hanging
                 await asyncio.sleep(self._settings.claim_interval)
         finally:
-            applier.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await applier
+            for applier in appliers:
+                applier.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await applier
             for partition in list(self._readers):
                 await self._drop(partition, release=False)
             await self._ownership.close()
@@ -175,7 +189,7 @@ class Projector:
             self._source,
             partition,
             start + 1,
-            wake=self._wake,
+            wake=self._wakes[self._lane(partition)],
             settings=self._settings.reader,
         )
         self._positions[partition] = start
@@ -187,7 +201,7 @@ class Projector:
     async def _drop(self, partition: int, *, release: bool) -> None:
         reader = self._readers.pop(partition)
         self._ownership_changed.set()
-        async with self._apply_lock:  # its messages may be in the batch being committed
+        async with self._locks[self._lane(partition)]:  # it may be in the batch committing
             await reader.close()
         if release and self._ownership.is_open:
             await self._ownership.release(partition)
@@ -195,9 +209,9 @@ class Projector:
 
     # -- applying -------------------------------------------------------------------
 
-    def _take(self) -> list[StreamMessage]:
-        """Up to ``batch_size`` messages, a fair slice of each owned partition's buffer."""
-        readers = [r for r in self._readers.values() if len(r)]
+    def _take(self, lane: int) -> list[StreamMessage]:
+        """Up to ``batch_size`` messages, a fair slice of each of the lane's buffers."""
+        readers = [r for p, r in self._readers.items() if len(r) and self._lane(p) == lane]
         if not readers:
             return []
         self._cursor = (self._cursor + 1) % len(readers)
@@ -213,28 +227,30 @@ class Projector:
             readers = [r for r in readers if len(r)]
         return batch
 
-    def _buffered(self) -> int:
-        return sum(len(reader) for reader in self._readers.values())
+    def _buffered(self, lane: int) -> int:
+        return sum(len(r) for p, r in self._readers.items() if self._lane(p) == lane)
 
-    async def _apply_loop(self) -> None:
+    async def _apply_loop(self, lane: int) -> None:
         linger = self._settings.batch_linger
+        wake = self._wakes[lane]
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if linger > 0 and self._buffered() < self._settings.batch_size:
+            await wake.wait()
+            wake.clear()
+            if linger > 0 and self._buffered(lane) < self._settings.batch_size:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wait_full(), linger)
+                    await asyncio.wait_for(self._wait_full(lane), linger)
             while True:
-                async with self._apply_lock:  # per batch, so a partition hand-over gets in
-                    batch = self._take()
+                async with self._locks[lane]:  # per batch, so a partition hand-over gets in
+                    batch = self._take(lane)
                     if not batch:
                         break
                     await self._commit(batch)
 
-    async def _wait_full(self) -> None:
-        while self._buffered() < self._settings.batch_size:
-            self._wake.clear()
-            await self._wake.wait()
+    async def _wait_full(self, lane: int) -> None:
+        wake = self._wakes[lane]
+        while self._buffered(lane) < self._settings.batch_size:
+            wake.clear()
+            await wake.wait()
 
     async def _commit(self, batch: list[StreamMessage]) -> None:
         delay = self._settings.retry_delay

@@ -142,7 +142,12 @@ class ProjectionEnv:
 
     @contextlib.asynccontextmanager
     async def projector(
-        self, *, name: str = "live", batch_size: int = 500, claim_interval: float = 0.2
+        self,
+        *,
+        name: str = "live",
+        batch_size: int = 500,
+        claim_interval: float = 0.2,
+        appliers: int = 1,
     ) -> AsyncIterator[Projector]:
         projector = Projector(
             nc=self.nc,
@@ -151,7 +156,7 @@ class ProjectionEnv:
             source=self.source,
             bindings=[Binding(p) for p in all_projections()],
             settings=ProjectorSettings(
-                name=name, batch_size=batch_size, claim_interval=claim_interval
+                name=name, batch_size=batch_size, claim_interval=claim_interval, appliers=appliers
             ),
         )
         task = asyncio.create_task(projector.run())

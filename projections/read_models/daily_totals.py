@@ -101,7 +101,8 @@ def _deltas(before: Mapping[str, Core], after: Mapping[str, Core]) -> list[tuple
         entry = delta[bucket_of(core)]
         entry[0] += 1
         entry[1] += core.amount or 0
-    return [(*key, n, amount) for key, (n, amount) in delta.items() if n or amount]
+    # sorted: concurrent batches (other partitions) lock shared bucket rows in one order
+    return [(*key, n, amount) for key, (n, amount) in sorted(delta.items()) if n or amount]
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:

@@ -27,9 +27,10 @@ async def test_migrate_is_idempotent(database_url):
     assert await migrate(database_url) == []
 
 
-async def test_catch_up_from_empty_equals_the_fold_of_the_stream(env):
+@pytest.mark.parametrize("appliers", [1, 3])
+async def test_catch_up_from_empty_equals_the_fold_of_the_stream(env, appliers):
     await env.load(300)
-    async with env.projector():
+    async with env.projector(appliers=appliers, batch_size=97):
         await env.wait_caught_up()
     expected, actual = await env.expected(), await env.actual()
     assert actual.sessions == expected.sessions
