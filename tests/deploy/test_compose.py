@@ -1,0 +1,227 @@
+"""deploy/docker-compose.yml, its NATS configs and image, checked without Docker.
+
+Docker does not run here: the compose file is parsed and held against the code it deploys
+(the settings' variables, the CLI's roles, the real nats-server's config check).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from orchestrator.cli import Role
+from tests.deploy.support import (
+    DEPLOY,
+    MIN_NATS,
+    NATS_CONFIGS,
+    OTEL_VARIABLES,
+    POSTGRES_PASSWORD_VARIABLE,
+    check_nats_config,
+    image_version,
+    load_yaml,
+    nats_blocks,
+    nats_routes,
+    nats_setting,
+    parse_cli,
+    settings_from,
+    settings_variables,
+)
+
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+ROLES = {"commands": Role.COMMANDS, "projectors": Role.PROJECTORS, "api": Role.API}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = load_yaml(DEPLOY / "docker-compose.yml")
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def orchestrator_services(services) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services.items() if s.get("image", "").startswith("checkout-")}
+
+
+def published(service: dict[str, Any]) -> dict[int, str]:
+    """container port -> host side ("127.0.0.1:4222", "8080-8081"), from the short syntax."""
+    ports: dict[int, str] = {}
+    for entry in service.get("ports", []):
+        host, _, container = str(entry).rpartition(":")
+        ports[int(container.split("/")[0])] = host
+    return ports
+
+
+def test_every_part_is_a_service(services):
+    expected = {
+        *NATS_NODES,
+        "postgres",
+        "migrate",
+        "commands",
+        "projectors",
+        "api",
+        "otel-collector",
+        "jaeger",
+    }
+    assert expected <= set(services)
+    assert set(orchestrator_services(services)) == {"migrate", "commands", "projectors", "api"}
+
+
+def test_the_roles_run_the_real_cli_and_scale_apart(services):
+    for name, role in ROLES.items():
+        command, params = parse_cli(services[name]["command"])
+        assert (command, params["role"], params["sandbox"]) == ("up", role, False), name
+        assert services[name]["deploy"]["replicas"] >= 2, name
+    assert parse_cli(services["migrate"]["command"]) == ("migrate", {})
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_roles_wait_for_the_cluster_postgres_and_migrations(services):
+    for name in ROLES:
+        depends = services[name]["depends_on"]
+        for node in NATS_NODES:
+            assert depends[node]["condition"] == "service_healthy", (name, node)
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_nats_nodes_run_2_12_or_newer_with_their_own_config_and_volume(services, compose):
+    for node in NATS_NODES:
+        service = services[node]
+        assert image_version(service["image"]) >= MIN_NATS
+        assert service["image"].startswith("nats:")
+        mounts = dict(reversed(v.split(":")[:2]) for v in service["volumes"])
+        assert mounts["/etc/nats/nats.conf"] == f"./nats/{node}.conf"
+        assert mounts["/data"] in compose["volumes"], "JetStream store on a named volume"
+        assert service["command"] == ["--config", "/etc/nats/nats.conf"]
+        assert {4222, 8222} <= set(published(service))
+        assert "/healthz" in " ".join(service["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("node", NATS_NODES)
+def test_each_nats_config_is_valid_clustered_jetstream_with_fsync_always(node):
+    text = (NATS_CONFIGS / f"{node}.conf").read_text(encoding="utf-8")
+    check_nats_config(text)  # the real nats-server refuses unknown fields and bad values
+    assert nats_setting(text, "server_name") == node
+    assert nats_setting(text, "listen") == "0.0.0.0:4222"
+    blocks = nats_blocks(text)
+    jetstream, cluster = blocks["jetstream"], blocks["cluster"]
+    assert nats_setting(jetstream, "sync_interval") == "always"
+    assert nats_setting(jetstream, "store_dir") == "/data"
+    assert nats_setting(cluster, "name") == "checkout"
+    assert nats_setting(cluster, "listen") == "0.0.0.0:6222"
+    assert nats_routes(cluster) == [f"nats-route://{n}:6222" for n in NATS_NODES]
+
+
+def test_the_three_nats_configs_differ_only_in_the_server_name():
+    def without_name(node: str) -> str:
+        text = (NATS_CONFIGS / f"{node}.conf").read_text(encoding="utf-8")
+        text = text.replace(f"# {node}: ", "# NODE: ", 1)
+        return text.replace(f"server_name: {node}\n", "server_name: NODE\n", 1)
+
+    assert len({without_name(node) for node in NATS_NODES}) == 1
+
+
+def test_environment_names_are_settings_or_opentelemetry(services):
+    known = settings_variables()
+    for name, service in orchestrator_services(services).items():
+        for variable in service["environment"]:
+            if variable.startswith("OTEL_"):
+                assert variable in OTEL_VARIABLES, (name, variable)
+            else:
+                assert variable in known, f"{name}: {variable} is no field of Settings"
+        assert service["environment"]["OTEL_SERVICE_NAME"] == f"checkout-{name}"
+
+
+def test_environment_builds_the_settings_of_a_3_replica_cluster(services, monkeypatch):
+    for name, service in orchestrator_services(services).items():
+        environment = {k: str(v) for k, v in service["environment"].items()}
+        settings = settings_from(environment, monkeypatch)
+        assert settings.stream_replicas == 3, name
+        assert settings.layout().replicas == 3
+        assert settings.http_host == "0.0.0.0"  # noqa: S104 - in a container, on purpose
+        assert settings.http_port == 8080
+        servers = [urlsplit(url) for url in (settings.nats_url or "").split(",")]
+        assert [(u.scheme, u.hostname, u.port) for u in servers] == [
+            ("nats", node, 4222) for node in NATS_NODES
+        ]
+
+
+def test_database_url_points_at_the_postgres_service(services, monkeypatch):
+    postgres = services["postgres"]
+    assert image_version(postgres["image"]) >= (18, 0)
+    for name, service in orchestrator_services(services).items():
+        settings = settings_from(dict(service["environment"]), monkeypatch)
+        url = urlsplit(settings.database_url or "")
+        assert (url.scheme, url.hostname, url.port) == ("postgresql", "postgres", 5432), name
+        assert url.username == postgres["environment"]["POSTGRES_USER"]
+        assert url.path == f"/{postgres['environment']['POSTGRES_DB']}"
+        assert url.password is None, "the password is a secret (PGPASSWORD), not in the URL"
+        assert POSTGRES_PASSWORD_VARIABLE in service["secrets"], name
+    password_file = postgres["environment"]["POSTGRES_PASSWORD_FILE"]
+    assert password_file == f"/run/secrets/{POSTGRES_PASSWORD_VARIABLE}"
+
+
+def test_secrets_are_files_named_after_settings_variables(compose, services):
+    known = settings_variables() | {POSTGRES_PASSWORD_VARIABLE}
+    declared = compose["secrets"]
+    for name, secret in declared.items():
+        assert name in known, f"secret {name} is no variable the orchestrator reads"
+        assert secret["file"] == f"./secrets/{name}"
+    init = (DEPLOY / "secrets" / "init.sh").read_text(encoding="utf-8")
+    for name in declared:
+        assert name in init, f"secrets/init.sh does not create {name}"
+    for name in ("commands", "api"):
+        assert set(services[name]["secrets"]) == set(declared), name
+    assert services["projectors"]["secrets"] == [POSTGRES_PASSWORD_VARIABLE]
+
+
+def test_api_port_and_health(services, monkeypatch):
+    api = services["api"]
+    settings = settings_from(dict(api["environment"]), monkeypatch)
+    host = published(api)[settings.http_port]
+    low, high = (int(port) for port in host.split("-"))
+    assert high - low + 1 >= api["deploy"]["replicas"], "one host port per replica"
+    assert f":{settings.http_port}/healthz" in " ".join(api["healthcheck"]["test"])
+    for name in ("commands", "projectors", "migrate"):
+        assert not published(services[name]), f"{name} serves nothing"
+
+
+def test_tracing_goes_through_the_collector_to_jaeger(services, monkeypatch):
+    collector = services["otel-collector"]
+    config = load_yaml(DEPLOY / "otel-collector.yaml")
+    endpoints = {
+        int(spec["endpoint"].rsplit(":", 1)[1])
+        for spec in config["receivers"]["otlp"]["protocols"].values()
+    }
+    assert endpoints == {4317, 4318}
+    assert set(published(collector)) == endpoints
+    for name, service in orchestrator_services(services).items():
+        url = urlsplit(service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        assert (url.hostname, url.port) == ("otel-collector", 4318), name
+        assert service["environment"]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    (pipeline,) = config["service"]["pipelines"].values()
+    (exporter,) = pipeline["exporters"]
+    assert config["exporters"][exporter]["endpoint"] == "jaeger:4317"
+    assert 16686 in published(services["jaeger"])
+
+
+def test_the_image_is_built_from_the_packages_with_the_entrypoint():
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    for package in ("events", "orchestrator", "projections"):
+        assert re.search(rf"(?m)^COPY {package}/ {package}/$", dockerfile), package
+    assert 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' in dockerfile
+    assert re.search(r"(?m)^USER checkout$", dockerfile)
+    cmd = re.search(r"(?m)^CMD (\[.*\])$", dockerfile)
+    assert cmd is not None
+    assert parse_cli(json.loads(cmd[1]))[0] == "up"
+    ignored = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    assert {".git", ".venv", "deploy/secrets"} <= set(ignored)
