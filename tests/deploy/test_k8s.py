@@ -1,0 +1,168 @@
+"""deploy/k8s/: the same roles and settings as the compose file, checked without a cluster."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from orchestrator.cli import Role
+from tests.deploy.support import (
+    K8S,
+    MIN_NATS,
+    OTEL_VARIABLES,
+    POSTGRES_PASSWORD_VARIABLE,
+    check_nats_config,
+    image_version,
+    load_all_yaml,
+    load_yaml,
+    nats_blocks,
+    nats_routes,
+    nats_setting,
+    parse_cli,
+    settings_from,
+    settings_variables,
+)
+
+ROLES = {"commands": Role.COMMANDS, "projectors": Role.PROJECTORS, "api": Role.API}
+IMAGE = "checkout-orchestrator"
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[tuple[str, str], dict[str, Any]]:
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in load_all_yaml(path):
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in found, f"{key} defined twice"
+            found[key] = doc
+    return found
+
+
+def containers(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    return resource["spec"]["template"]["spec"]["containers"]
+
+
+def settings_data(resources) -> dict[str, str]:
+    return resources["ConfigMap", "checkout-settings"]["data"]
+
+
+def test_kustomization_lists_every_manifest():
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+    assert kustomization["namespace"] == "checkout"
+    assert [image["name"] for image in kustomization["images"]] == [IMAGE]
+
+
+def test_each_role_is_a_deployment_running_the_real_cli(resources):
+    for name, role in ROLES.items():
+        deployment = resources["Deployment", f"checkout-{name}"]
+        assert deployment["spec"]["replicas"] >= 2, name
+        (container,) = containers(deployment)
+        assert container["image"] == IMAGE
+        command, params = parse_cli(container["args"])
+        assert (command, params["role"], params["sandbox"]) == ("up", role, False), name
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= (
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
+def test_migrations_are_a_job(resources):
+    job = resources["Job", "checkout-migrate"]
+    (container,) = containers(job)
+    assert parse_cli(container["args"]) == ("migrate", {})
+    assert job["spec"]["template"]["spec"]["restartPolicy"] in {"OnFailure", "Never"}
+
+
+def test_every_orchestrator_container_gets_the_settings_and_the_secrets(resources):
+    for (kind, name), resource in resources.items():
+        if kind not in {"Deployment", "Job"}:
+            continue
+        spec = resource["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert {"configMapRef": {"name": "checkout-settings"}} in container["envFrom"], name
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert mounts["secrets"] == "/run/secrets", name
+        assert volumes["secrets"]["secret"]["secretName"] == "checkout-secrets"
+        assert mounts["data"] == settings_data(resources)["CHECKOUT_DATA_DIR"]
+        extra = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert set(extra) <= OTEL_VARIABLES, name
+
+
+def test_settings_names_are_fields_of_the_settings_model(resources):
+    known = settings_variables()
+    for variable in settings_data(resources):
+        if variable.startswith("OTEL_"):
+            assert variable in OTEL_VARIABLES, variable
+        else:
+            assert variable in known, f"{variable} is no field of Settings"
+    for variable in resources["Secret", "checkout-secrets"]["stringData"]:
+        assert variable in known | {POSTGRES_PASSWORD_VARIABLE}, variable
+
+
+def test_settings_are_those_of_a_3_replica_cluster(resources, monkeypatch):
+    settings = settings_from(settings_data(resources), monkeypatch)
+    assert settings.stream_replicas == 3
+    assert settings.http_host == "0.0.0.0"  # noqa: S104 - in a pod, on purpose
+    nats = resources["StatefulSet", "nats"]
+    headless = nats["spec"]["serviceName"]
+    servers = [urlsplit(url) for url in (settings.nats_url or "").split(",")]
+    assert [(u.scheme, u.hostname, u.port) for u in servers] == [
+        ("nats", f"nats-{i}.{headless}", 4222) for i in range(nats["spec"]["replicas"])
+    ]
+    database = urlsplit(settings.database_url or "")
+    assert database.scheme == "postgresql"
+    assert database.password is None, "the password is the PGPASSWORD secret"
+
+
+def test_the_api_service_reaches_the_http_port(resources, monkeypatch):
+    settings = settings_from(settings_data(resources), monkeypatch)
+    deployment = resources["Deployment", "checkout-api"]
+    (container,) = containers(deployment)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == settings.http_port
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = resources["Service", "checkout-api"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "http"
+    for name in ("commands", "projectors"):
+        assert "ports" not in containers(resources["Deployment", f"checkout-{name}"])[0]
+
+
+def test_nats_is_a_3_server_statefulset_on_2_12_or_newer(resources):
+    nats = resources["StatefulSet", "nats"]
+    spec = nats["spec"]
+    assert spec["replicas"] == 3
+    assert spec["podManagementPolicy"] == "Parallel"
+    headless = resources["Service", spec["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    (container,) = containers(nats)
+    assert image_version(container["image"]) >= MIN_NATS
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == "/data"
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    disruption = resources["PodDisruptionBudget", "nats"]
+    assert disruption["spec"]["maxUnavailable"] == 1
+
+
+def test_nats_config_is_valid_clustered_jetstream_with_fsync_always(resources):
+    text = resources["ConfigMap", "nats-config"]["data"]["nats.conf"]
+    check_nats_config(text, environment={**os.environ, "POD_NAME": "nats-0"})
+    assert nats_setting(text, "server_name") == "$POD_NAME"
+    blocks = nats_blocks(text)
+    assert nats_setting(blocks["jetstream"], "sync_interval") == "always"
+    assert nats_setting(blocks["jetstream"], "store_dir") == "/data"
+    headless = resources["StatefulSet", "nats"]["spec"]["serviceName"]
+    assert nats_routes(blocks["cluster"]) == [
+        f"nats-route://nats-{i}.{headless}:6222" for i in range(3)
+    ]
