@@ -60,11 +60,12 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
         raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
 
 
-async def migrate(dsn: str, *, also: tuple[str, ...] = ()) -> list[str]:
+async def migrate(dsn: str, *, also: tuple[str, ...] = (), until: str | None = None) -> list[str]:
     """Apply the migrations not applied yet; return their names (empty when up to date).
 
     ``also`` names further packages whose ``migrations`` folders are applied after ours
-    (the orchestrator's webhook inbox lives in the same database).
+    (the orchestrator's webhook inbox lives in the same database). ``until`` stops after
+    the migration of that name (tests of a migration over an older schema use it).
     """
     conn = await asyncpg.connect(dsn)
     try:
@@ -76,6 +77,8 @@ async def migrate(dsn: str, *, also: tuple[str, ...] = ()) -> list[str]:
             pending = [
                 m for package in ("projections", *also) for m in available_migrations(package)
             ]
+            if until is not None:
+                pending = pending[: [m.name for m in pending].index(until) + 1]
             for migration in pending:
                 if migration.name not in done:
                     await _apply(conn, migration)

@@ -1,7 +1,9 @@
 """Daily totals per provider x currency x status: how many sessions, for what amount.
 
 A session counts once, in the bucket of its creation day (UTC), its current provider
-(empty while unrouted), currency and status, for its best known amount. A members table
+(empty while unrouted), currency and status, for its best known amount. Rows are kept
+per stream partition too (the view sums them), so projectors owning different
+partitions never wait on each other's rows. A members table
 remembers each session's bucket: when an event changes the bucket (a status change, a
 fallback to another provider, a provider total), the batch moves the session out of the
 old bucket and into the new one. Per batch: one ``SELECT`` of members, the fold in Python
@@ -46,6 +48,7 @@ TOTAL_COLUMNS = (
     Column("provider", "text"),
     Column("currency", "text"),
     Column("status", "text"),
+    Column("partition", "int4"),
     Column("sessions", "int8"),
     Column("amount", "int8"),
 )
@@ -89,20 +92,32 @@ def _member(core: Core) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _deltas(before: Mapping[str, Core], after: Mapping[str, Core]) -> list[tuple[Any, ...]]:
-    """Summed (sessions, amount) changes per bucket; buckets that net to zero are left out."""
-    delta: dict[Bucket, list[int]] = defaultdict(lambda: [0, 0])
+def _deltas(
+    before: Mapping[str, Core], after: Mapping[str, Core], partitions: Mapping[str, int]
+) -> list[tuple[Any, ...]]:
+    """Summed (sessions, amount) changes per bucket and partition; zero nets left out.
+
+    Rows are per partition so that workers owning different partitions never touch the
+    same row; sorted, so that lock order is the same in every batch anyway.
+    """
+    delta: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
     for sid, core in after.items():
+        partition = partitions[sid]
         old = before.get(sid)
         if old is not None:
-            entry = delta[bucket_of(old)]
+            entry = delta[(*bucket_of(old), partition)]
             entry[0] -= 1
             entry[1] -= old.amount or 0
-        entry = delta[bucket_of(core)]
+        entry = delta[(*bucket_of(core), partition)]
         entry[0] += 1
         entry[1] += core.amount or 0
-    # sorted: concurrent batches (other partitions) lock shared bucket rows in one order
     return [(*key, n, amount) for key, (n, amount) in sorted(delta.items()) if n or amount]
+
+
+def partition_of_subject(subject: str) -> int:
+    """The partition token of ``<prefix>.<p>.<session id>.<type>``; -1 when there is none."""
+    parts = subject.rsplit(".", 3)
+    return int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else -1
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -125,8 +140,10 @@ class DailyTotals:
         current = dict(before)
         changed: dict[str, Core] = {}
         refused: list[Refusal] = []
+        partitions: dict[str, int] = {}
         for recorded in events:
             sid = recorded.session_id
+            partitions[sid] = partition_of_subject(recorded.subject)
             try:
                 new = advance(current.get(sid), recorded)
             except Unapplicable as exc:
@@ -135,7 +152,7 @@ class DailyTotals:
             if new is not current.get(sid):
                 current[sid] = changed[sid] = new
         if changed:
-            await self._write(conn, version, before, changed)
+            await self._write(conn, version, before, changed, partitions)
         return refused
 
     @staticmethod
@@ -144,6 +161,7 @@ class DailyTotals:
         version: int,
         before: Mapping[str, Core],
         changed: Mapping[str, Core],
+        partitions: Mapping[str, int],
     ) -> None:
         members = table("daily_totals_members", version)
         updates = ", ".join(f"{c.name} = EXCLUDED.{c.name}" for c in MEMBER_COLUMNS[1:])
@@ -154,13 +172,13 @@ class DailyTotals:
             f"WHERE {members}.last_sequence < EXCLUDED.last_sequence",
         )
         await conn.execute(upsert, *_columns([_member(core) for core in changed.values()]))
-        deltas = _deltas(before, changed)
+        deltas = _deltas(before, changed, partitions)
         if deltas:
             totals = table("daily_totals", version)
             add = unnest_insert(
                 totals,
                 TOTAL_COLUMNS,
-                f"ON CONFLICT (day, provider, currency, status) DO UPDATE SET "
+                f"ON CONFLICT (day, provider, currency, status, partition) DO UPDATE SET "
                 f"sessions = {totals}.sessions + EXCLUDED.sessions, "
                 f"amount = {totals}.amount + EXCLUDED.amount",
             )

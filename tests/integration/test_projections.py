@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
 from events.codec import Headers
@@ -90,3 +91,23 @@ async def test_poison_events_are_parked_and_later_events_still_project(env):
     assert actual.sessions[good_sid][-1] == good
     assert good_sid in actual.sessions
     assert nul_sid not in actual.sessions
+
+
+async def test_003_keys_existing_daily_totals_by_partition_in_place(database_url):
+    await migrate(database_url, until="002_read_models")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO rm_daily_totals_v1 VALUES ('2026-11-01', 'stripe', 'EUR', 'open', 3, 300)"
+        )
+        assert await migrate(database_url) == ["003_daily_totals_by_partition"]
+        await conn.execute(
+            "INSERT INTO rm_daily_totals_v1 (day, provider, currency, status, partition, "
+            "sessions, amount) VALUES ('2026-11-01', 'stripe', 'EUR', 'open', 5, -1, -100)"
+        )
+        row = await conn.fetchrow("SELECT sessions, amount FROM provider_daily_totals")
+        partitions = await conn.fetch("SELECT partition FROM rm_daily_totals_v1 ORDER BY 1")
+    finally:
+        await conn.close()
+    assert tuple(row) == (2, 200)
+    assert [r["partition"] for r in partitions] == [-1, 5]
