@@ -23,7 +23,9 @@ import asyncpg
 import nats
 import nats.errors
 from faststream.nats import NatsBroker
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client as NatsClient
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from ulid import ULID
 
 from events import CheckoutEvent, EventMetadata
@@ -43,6 +45,7 @@ from orchestrator.routing.rules import load_rules
 from orchestrator.settings import Settings
 from orchestrator.settlement import Settler
 from orchestrator.streams import StreamLayout, ensure_streams
+from orchestrator.telemetry import Telemetry, build_telemetry
 from orchestrator.webhooks.inbox import WebhookInbox
 from orchestrator.webhooks.processor import WebhookProcessor
 from projections import (
@@ -71,6 +74,7 @@ __all__ = [
     "read_side",
     "scratch",
     "servers",
+    "telemetry_for",
     "utc_now",
 ]
 
@@ -173,6 +177,7 @@ def create_flow(
     *,
     clock: Callable[[], datetime],
     new_id: Callable[[], str],
+    telemetry: Telemetry,
 ) -> CreateFlow:
     return CreateFlow(
         store,
@@ -181,6 +186,13 @@ def create_flow(
         HealthBoard(time.monotonic),
         clock=clock,
         new_event_id=new_id,
+        telemetry=telemetry,
+    )
+
+
+def telemetry_for(settings: Settings) -> Telemetry:
+    return build_telemetry(
+        service_name=settings.otel_service_name, otlp_endpoint=settings.otel_exporter_otlp_endpoint
     )
 
 
@@ -190,6 +202,7 @@ async def orchestrator(
     nats_url: str,
     *,
     providers: Mapping[Provider, PaymentProvider] | None = None,
+    telemetry: Telemetry | None = None,
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], str] = new_ulid,
 ) -> AsyncIterator[Orchestrator]:
@@ -199,24 +212,38 @@ async def orchestrator(
     it only records the request (no provider configured).
     """
     layout = settings.layout()
+    telemetry = telemetry or Telemetry.disabled()
     async with AsyncExitStack() as stack:
         nc = await connect_nats(nats_url, "checkout-orchestrator")
         stack.push_async_callback(nc.drain)
         await ensure_streams(nc, layout)
-        store = EventStore(nc, layout, timeout=settings.store_timeout_seconds)
+        store = EventStore(
+            nc,
+            layout,
+            timeout=settings.store_timeout_seconds,
+            tracer_provider=telemetry.tracer_provider,
+        )
         stack.push_async_callback(store.close)
         broker = NatsBroker(
             nats_url,
             name="checkout-orchestrator-commands",
             logger=logging.getLogger("orchestrator.broker"),
+            middlewares=[
+                NatsTelemetryMiddleware(
+                    tracer_provider=telemetry.tracer_provider,
+                    meter_provider=telemetry.meter_provider,
+                )
+            ],
         )
         flow = (
-            create_flow(settings, store, providers, clock=clock, new_id=new_id)
+            create_flow(settings, store, providers, clock=clock, new_id=new_id, telemetry=telemetry)
             if providers
             else None
         )
         closer = ProviderCloser(providers) if providers else None
-        handler = CommandHandler(store, new_event_id=new_id, create_flow=flow, closer=closer)
+        handler = CommandHandler(
+            store, new_event_id=new_id, create_flow=flow, closer=closer, telemetry=telemetry
+        )
         register_command_service(broker, layout, handler, clock)
         await broker.start()
         stack.push_async_callback(broker.stop)
@@ -262,6 +289,7 @@ async def read_side(
     *,
     run_projector: bool = True,
     serve_http: bool = True,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[ReadSide]:
     """Migrated database, the projector running and the query API served, until exit."""
     from orchestrator.sandbox.server import SandboxServer  # noqa: PLC0415 - only when serving
@@ -285,6 +313,7 @@ async def read_side(
                 source=event_source(settings),
                 bindings=live_bindings(),
                 settings=projector_settings(settings),
+                tracer=(telemetry or Telemetry.disabled()).tracer("projections"),
             )
             task = asyncio.create_task(projector.run(), name="projector")
             stack.push_async_callback(_cancelled, task)
@@ -317,6 +346,7 @@ async def gateway(
     read: ReadSide,
     providers: Mapping[Provider, PaymentProvider],
     *,
+    telemetry: Telemetry | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> AsyncIterator[Gateway]:
     """One HTTP app (queries, commands, webhooks), the inbox worker and the settler."""
@@ -329,6 +359,12 @@ async def gateway(
         processor = WebhookProcessor(read.pool, inbox, providers, client)
         settler = Settler(read.reads, providers, client, clock)
         app = create_app(read.reads)
+        if telemetry is not None:
+            FastAPIInstrumentor.instrument_app(
+                app,
+                tracer_provider=telemetry.tracer_provider,
+                meter_provider=telemetry.meter_provider,
+            )
         add_command_routes(app, client)
         add_webhook_routes(app, providers, inbox, clock=clock, on_stored=processor.wake)
         server = SandboxServer(app, host=settings.http_host, port=settings.http_port)

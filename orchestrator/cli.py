@@ -40,12 +40,14 @@ from orchestrator.bootstrap import (
     read_side,
     scratch,
     servers,
+    telemetry_for,
 )
 from orchestrator.command_service import DURABLE
 from orchestrator.errors import CheckoutError
 from orchestrator.providers.registry import configured_providers
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.settings import Settings
+from orchestrator.telemetry import instrumented
 from orchestrator.webhooks.cli import webhooks_app
 from projections import (
     PROJECTION_NAMES,
@@ -94,6 +96,9 @@ async def _serve(
     settings: Settings, endpoints: Endpoints, *, once: bool, sandbox: bool, role: Role = Role.ALL
 ) -> None:
     async with AsyncExitStack() as stack:
+        telemetry = telemetry_for(settings)
+        stack.callback(telemetry.shutdown)
+        stack.enter_context(instrumented(telemetry))
         providers = configured_providers(settings)
         if sandbox:
             fleet = await stack.enter_async_context(SandboxFleet())
@@ -102,15 +107,23 @@ async def _serve(
             stack.push_async_callback(adapter.aclose)
         if role in (Role.ALL, Role.COMMANDS):
             await stack.enter_async_context(
-                orchestrator(settings, endpoints.nats_url, providers=providers)
+                orchestrator(settings, endpoints.nats_url, providers=providers, telemetry=telemetry)
             )
         http_url = "-"
         if role is not Role.COMMANDS:
             read = await stack.enter_async_context(
-                read_side(settings, endpoints, run_projector=role is not Role.API, serve_http=False)
+                read_side(
+                    settings,
+                    endpoints,
+                    run_projector=role is not Role.API,
+                    serve_http=False,
+                    telemetry=telemetry,
+                )
             )
             if role is not Role.PROJECTORS:
-                gw = await stack.enter_async_context(gateway(settings, endpoints, read, providers))
+                gw = await stack.enter_async_context(
+                    gateway(settings, endpoints, read, providers, telemetry=telemetry)
+                )
                 http_url = gw.http_url
                 if sandbox:
                     fleet.point_webhooks_at(gw.http_url)

@@ -20,6 +20,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from opentelemetry import propagate
 from pydantic_core import to_json
 from ulid import ULID
 
@@ -105,6 +106,7 @@ class CheckoutClient:
                 CORRELATION_ID: correlation_id or command_id,
                 REPLY_TO: inbox,
             }
+            propagate.inject(headers)  # traceparent: the command joins the caller's trace
             await self._js.publish(
                 f"{self._layout.commands_prefix}.{command_type}",
                 _json(payload),

@@ -46,6 +46,7 @@ from orchestrator.providers.base import (
 from orchestrator.routing.engine import RouteRequest, route
 from orchestrator.routing.health import HealthBoard
 from orchestrator.routing.rules import RoutingRules
+from orchestrator.telemetry import Telemetry
 
 __all__ = ["AllProvidersFailed", "CreateFlow"]
 
@@ -79,7 +80,10 @@ class CreateFlow:
         *,
         clock: Callable[[], datetime],
         new_event_id: Callable[[], str],
+        telemetry: Telemetry | None = None,
     ) -> None:
+        self._telemetry = telemetry or Telemetry.disabled()
+        self._tracer = self._telemetry.tracer("orchestrator.create_flow")
         self._store = store
         self._providers = providers
         self._rules = rules
@@ -95,7 +99,15 @@ class CreateFlow:
             raise SessionAlreadyExists(command.session_id)
         draft = _Draft(fold([]))
         draft.apply(command)
-        decision = route(self._rules, RouteRequest.for_create(command), self._health.view())
+        with self._tracer.start_as_current_span("checkout.route") as span:
+            decision = route(self._rules, RouteRequest.for_create(command), self._health.view())
+            span.set_attributes(
+                {
+                    "checkout.route.rule": decision.explanation.matched_rule or "",
+                    "checkout.route.provider": decision.provider.value,
+                    "checkout.route.rules_version": decision.explanation.rules_version,
+                }
+            )
         draft.apply(
             RecordRouting(
                 session_id=command.session_id,
@@ -126,19 +138,30 @@ class CreateFlow:
     ) -> ProviderSession | None:
         for index, provider in enumerate(candidates):
             attempt = index + 1
+            attributes = {"checkout.provider": provider.value, "checkout.attempt": attempt}
             try:
-                session = await self._providers[provider].open_session(
-                    _open_request(command, attempt)
-                )
+                with self._tracer.start_as_current_span(
+                    "checkout.provider.open", attributes=attributes
+                ):
+                    session = await self._providers[provider].open_session(
+                        _open_request(command, attempt)
+                    )
             except ProviderError as exc:
+                self._count_call(provider, exc.code)
                 self._record_outcome(provider, exc)
                 fallback = candidates[index + 1] if index + 1 < len(candidates) else None
                 draft.apply(_call_failed(command.session_id, self._clock(), exc, fallback))
                 continue
+            self._count_call(provider, "ok")
             self._health.record_success(provider)
             draft.apply(_opened(command.session_id, self._clock(), session))
             return session
         return None
+
+    def _count_call(self, provider: Provider, outcome: str) -> None:
+        self._telemetry.metrics.provider_calls.add(
+            1, {"provider": provider.value, "operation": "open", "outcome": outcome}
+        )
 
     def _record_outcome(self, provider: Provider, exc: ProviderError) -> None:
         # a rejected request says nothing about the provider's health

@@ -25,6 +25,8 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
 
 from events.catalog import CheckoutEvent
 from events.codec import EncodedEvent, decode, encode
@@ -67,7 +69,15 @@ class AppendResult:
 
 
 class EventStore:
-    def __init__(self, nc: NatsClient, layout: StreamLayout, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        layout: StreamLayout,
+        *,
+        timeout: float = 5.0,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self._tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer(__name__)
         self._nc = nc
         self._layout = layout
         self._timeout = timeout
@@ -113,7 +123,15 @@ class EventStore:
             ),
         }
         encoded[0].headers.update(expectation)
-        ack = await (self._publish_one(encoded[0]) if len(encoded) == 1 else self._batch(encoded))
+        attributes: dict[str, str | int] = {
+            "checkout.session.id": session_id,
+            "checkout.events": len(encoded),
+            "checkout.expected_version": expected_version,
+        }
+        with self._tracer.start_as_current_span("checkout.events.append", attributes=attributes):
+            ack = await (
+                self._publish_one(encoded[0]) if len(encoded) == 1 else self._batch(encoded)
+            )
         error = ack.get("error")
         if error:
             self._raise_for(error, session_id, expected_version)

@@ -8,10 +8,11 @@ conflict reloads and decides again, a bounded number of times.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
+from opentelemetry import trace
 from pydantic import SecretStr
 
 from events.envelope import EventMetadata
@@ -24,8 +25,9 @@ from orchestrator.domain.commands import (
     ExpireCheckoutSession,
 )
 from orchestrator.domain.decider import decide, fold
-from orchestrator.errors import ConcurrencyConflict
+from orchestrator.errors import CheckoutError, ConcurrencyConflict
 from orchestrator.event_store import DuplicateCommand, EventStore
+from orchestrator.telemetry import Telemetry, current_traceparent, link_to
 
 __all__ = ["Accepted", "CommandContext", "CommandHandler", "CreateSessions", "OpenedAt"]
 
@@ -71,21 +73,43 @@ class CommandHandler:
         new_event_id: Callable[[], str],
         create_flow: CreateSessions | None = None,
         closer: ProviderCloser | None = None,
+        telemetry: Telemetry | None = None,
         max_attempts: int = 5,
     ) -> None:
         self._store = store
         self._create_flow = create_flow
         self._closer = closer
+        self._telemetry = telemetry or Telemetry.disabled()
+        self._tracer = self._telemetry.tracer("orchestrator.handling")
         self._new_event_id = new_event_id
         self._max_attempts = max_attempts
 
     async def handle(self, command: Command, context: CommandContext) -> Accepted:
+        attributes = {
+            "checkout.command.type": command.type,
+            "checkout.session.id": command.session_id,
+        }
+        with self._tracer.start_as_current_span("checkout.command", attributes=attributes):
+            context = replace(context, traceparent=current_traceparent() or context.traceparent)
+            try:
+                accepted = await self._handle(command, context)
+            except CheckoutError as exc:
+                self._count(command, f"rejected:{exc.code}")
+                raise
+            self._count(command, "duplicate" if accepted.duplicate else "accepted")
+            return accepted
+
+    def _count(self, command: Command, outcome: str) -> None:
+        self._telemetry.metrics.commands.add(1, {"type": command.type, "outcome": outcome})
+
+    async def _handle(self, command: Command, context: CommandContext) -> Accepted:
         if self._create_flow is not None and isinstance(command, CreateCheckoutSession):
             return await self._create_flow.create(command, context)
         for _ in range(self._max_attempts):
             try:
                 return await self._attempt(command, context)
             except (ConcurrencyConflict, DuplicateCommand):
+                self._telemetry.metrics.append_conflicts.add(1, {"type": command.type})
                 continue
         raise ConcurrencyConflict(
             command.session_id, -1, f"still conflicting after {self._max_attempts} attempts"
@@ -93,6 +117,8 @@ class CommandHandler:
 
     async def _attempt(self, command: Command, context: CommandContext) -> Accepted:
         history = await self._store.load(command.session_id)
+        if history.events:  # a later command (a webhook, an expiry) points back at the checkout
+            link_to(trace.get_current_span(), history.events[0].metadata.traceparent)
         done = history.result_of(context.command_id)
         if done is not None:
             return Accepted(command.session_id, done, appended=0, duplicate=True)

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     kong_stripe_api_key: SecretStr | None = Field(
         default=None, validation_alias="KONG_STRIPE_API_KEY"
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_service_name: str = Field(
+        default="checkout-orchestrator", validation_alias="OTEL_SERVICE_NAME"
+    )
     webhook_worker_interval_seconds: float = Field(default=1.0, gt=0)
     settlement_interval_seconds: float = Field(default=5.0, gt=0)
 

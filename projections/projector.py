@@ -64,18 +64,44 @@ class ProjectorSettings:
     reader: ReaderSettings = field(default_factory=ReaderSettings)
 
 
+def _span_context(message: StreamMessage) -> trace.SpanContext | None:
+    parent = message.headers.get("traceparent")
+    if not parent:
+        return None
+    carrier = {"traceparent": parent}
+    context = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier))
+    span_context = context.get_span_context()
+    return span_context if span_context.is_valid else None
+
+
 def _links(batch: Sequence[StreamMessage]) -> list[Link]:
     """Span links to the traces of the commands whose events this batch applies."""
-    propagator = TraceContextTextMapPropagator()
     links: list[Link] = []
     for message in batch:
-        parent = message.headers.get("traceparent")
-        if parent:
-            context = trace.get_current_span(propagator.extract({"traceparent": parent}))
-            links.append(Link(context.get_span_context()))
+        if (span_context := _span_context(message)) is not None:
+            links.append(Link(span_context))
             if len(links) >= _MAX_LINKS:
                 break
     return links
+
+
+def _close_traces(tracer: Tracer, batch: Sequence[StreamMessage], started: int) -> None:
+    """One short span per sampled event, in the trace of the command that caused it: the
+    trace of a checkout then reaches from its HTTP request to the read-model commit."""
+    ended = time.time_ns()
+    for message in batch:
+        span_context = _span_context(message)
+        if span_context is None or not span_context.trace_flags.sampled:
+            continue
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+        attributes: dict[str, str | int] = {
+            "checkout.event.type": message.event_type or "",
+            "checkout.stream.sequence": message.sequence,
+        }
+        span = tracer.start_span(
+            "projection.committed", context=parent, start_time=started, attributes=attributes
+        )
+        span.end(end_time=ended)
 
 
 class Projector:
@@ -277,8 +303,11 @@ class Projector:
             "messages": len(batch),
             "partitions": len({m.partition for m in batch}),
         }
+        started = time.time_ns()
         with self._tracer.start_as_current_span(
             "projection.apply", attributes=attributes, links=_links(batch)
         ):
             async with self._pool.acquire() as conn:
-                return await apply_batch(conn, self._bindings, batch)
+                outcome = await apply_batch(conn, self._bindings, batch)
+        _close_traces(self._tracer, batch, started)
+        return outcome
