@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 import subprocess
@@ -9,12 +10,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import nats.js.errors
 import typer.main
 import yaml
+from nats.aio.client import Client
 
 from orchestrator.cli import app
 from orchestrator.embedded import find_nats_server
+from orchestrator.errors import InfrastructureError
 from orchestrator.settings import Settings
+from orchestrator.streams import StreamLayout, ensure_streams
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -22,6 +27,7 @@ K8S = DEPLOY / "k8s"
 NATS_CONFIGS = DEPLOY / "nats"
 STREAMS = NATS_CONFIGS / "streams"
 MIN_NATS = (2, 12)
+_NO_PEERS_FOR_PLACEMENT = 10005  # JetStream error: a cluster member is not known online yet
 
 # Read by the OpenTelemetry SDK itself, not by our Settings.
 OTEL_VARIABLES = frozenset(
@@ -124,3 +130,22 @@ def load_script(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+async def ensure_streams_on_new_cluster(
+    nc: Client, layout: StreamLayout, timeout: float = 20.0
+) -> None:
+    """`ensure_streams` on a cluster that just started: retried while JetStream elects its
+    meta leader or does not yet know every peer online (R3 placement needs all three)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                await ensure_streams(nc, layout)
+            except InfrastructureError:  # UnsupportedServer: "JetStream is not available"
+                pass
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _NO_PEERS_FOR_PLACEMENT:
+                    raise
+            else:
+                return
+            await asyncio.sleep(0.2)

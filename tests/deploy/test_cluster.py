@@ -7,7 +7,6 @@ and the event store appends and loads through it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import nats
@@ -17,10 +16,11 @@ from nats.aio.client import Client
 from orchestrator.bootstrap import connect_nats
 from orchestrator.client import CheckoutClient
 from orchestrator.embedded import EmbeddedNatsCluster
-from orchestrator.errors import InfrastructureError, StoreUnavailable
+from orchestrator.errors import StoreUnavailable
 from orchestrator.event_store import EventStore
-from orchestrator.streams import StreamLayout, ensure_streams
+from orchestrator.streams import StreamLayout
 from tests.builders import lifecycle, metadata, new_session_id
+from tests.deploy.support import ensure_streams_on_new_cluster
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +34,6 @@ async def nc(cluster: EmbeddedNatsCluster) -> AsyncIterator[Client]:
     connection = await nats.connect(cluster.urls, connect_timeout=5)
     yield connection
     await connection.close()
-
-
-async def ensure_replicated(nc: Client, layout: StreamLayout, timeout: float = 15.0) -> None:
-    """`ensure_streams`, retried while the cluster's JetStream is still electing leaders."""
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                await ensure_streams(nc, layout)
-            except InfrastructureError:  # UnsupportedServer: 'JetStream is not available' yet
-                await asyncio.sleep(0.2)
-            else:
-                return
 
 
 def test_nodes_are_distinct_and_configured_for_durability(cluster):
@@ -73,7 +61,7 @@ async def test_event_stream_at_3_replicas_appends_and_loads(nc, stream_names):
         commands_prefix=stream_names.commands_prefix,
         replicas=3,
     )
-    await ensure_replicated(nc, layout)
+    await ensure_streams_on_new_cluster(nc, layout)
     info = await nc.jetstream().stream_info(layout.events_stream)
     assert info.config.num_replicas == 3
     assert info.cluster is not None
