@@ -166,3 +166,15 @@ def test_nats_config_is_valid_clustered_jetstream_with_fsync_always(resources):
     assert nats_routes(blocks["cluster"]) == [
         f"nats-route://nats-{i}.{headless}:6222" for i in range(3)
     ]
+
+
+def test_helm_alternative_has_the_same_durability_and_names(resources):
+    values = load_yaml(K8S / "helm" / "nats-values.yaml")
+    config = values["config"]
+    assert config["cluster"]["enabled"] is True
+    assert config["cluster"]["replicas"] == resources["StatefulSet", "nats"]["spec"]["replicas"]
+    assert config["jetstream"]["enabled"] is True
+    assert config["jetstream"]["fileStore"]["enabled"] is True
+    assert config["jetstream"]["merge"] == {"sync_interval": "always"}
+    text = (K8S / "helm" / "nats-values.yaml").read_text(encoding="utf-8")
+    assert "helm install nats " in text, "release 'nats': pods nats-0..2 behind nats-headless"
