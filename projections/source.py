@@ -112,6 +112,8 @@ def _message(partition: int, msg: Msg, sequence: int) -> StreamMessage:
         error = None
     except DecodeError as exc:
         event, error = None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever stops decoding makes it poison
+        event, error = None, f"{type(exc).__name__}: {exc}"
     return StreamMessage(partition, sequence, msg.subject, msg.data, headers, event, error)
 
 
@@ -278,6 +280,10 @@ class PartitionReader:
         pull.done.set()
 
     def _on_event(self, pull: _Pull, msg: Msg) -> None:
+        if not msg.reply:
+            pull.failure = "a delivery without its JetStream metadata"
+            pull.done.set()
+            return
         sequence, cseq, pending = _ack_fields(msg.reply)
         if cseq != self._expected_cseq:
             pull.failure = f"consumer sequence {cseq}, expected {self._expected_cseq}"
