@@ -29,10 +29,6 @@ STREAMS = NATS_CONFIGS / "streams"
 MIN_NATS = (2, 12)
 _NO_PEERS_FOR_PLACEMENT = 10005  # JetStream error: a cluster member is not known online yet
 
-# Read by the OpenTelemetry SDK itself, not by our Settings.
-OTEL_VARIABLES = frozenset(
-    {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME"}
-)
 # Read by asyncpg (libpq's variable) when DATABASE_URL carries no password.
 POSTGRES_PASSWORD_VARIABLE = "PGPASSWORD"  # noqa: S105 - a name, not a password
 

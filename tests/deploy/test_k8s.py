@@ -12,7 +12,6 @@ from orchestrator.cli import Role
 from tests.deploy.support import (
     K8S,
     MIN_NATS,
-    OTEL_VARIABLES,
     POSTGRES_PASSWORD_VARIABLE,
     check_nats_config,
     image_version,
@@ -92,16 +91,16 @@ def test_every_orchestrator_container_gets_the_settings_and_the_secrets(resource
         assert volumes["secrets"]["secret"]["secretName"] == "checkout-secrets"
         assert mounts["data"] == settings_data(resources)["CHECKOUT_DATA_DIR"]
         extra = {e["name"]: e["value"] for e in container.get("env", [])}
-        assert set(extra) <= OTEL_VARIABLES, name
+        assert set(extra) == {"OTEL_SERVICE_NAME"}, name
+        component = resource["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert extra["OTEL_SERVICE_NAME"] == f"checkout-{component}"
 
 
 def test_settings_names_are_fields_of_the_settings_model(resources):
     known = settings_variables()
+    assert "OTEL_SERVICE_NAME" in known
     for variable in settings_data(resources):
-        if variable.startswith("OTEL_"):
-            assert variable in OTEL_VARIABLES, variable
-        else:
-            assert variable in known, f"{variable} is no field of Settings"
+        assert variable in known, f"{variable} is no field of Settings"
     for variable in resources["Secret", "checkout-secrets"]["stringData"]:
         assert variable in known | {POSTGRES_PASSWORD_VARIABLE}, variable
 
