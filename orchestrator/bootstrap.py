@@ -49,6 +49,7 @@ from orchestrator.telemetry import Telemetry, build_telemetry
 from orchestrator.webhooks.inbox import WebhookInbox
 from orchestrator.webhooks.processor import WebhookProcessor
 from projections import (
+    CommitWatch,
     EventSource,
     Projector,
     ProjectorSettings,
@@ -301,8 +302,14 @@ async def read_side(
         await ensure_streams(nc, settings.layout())
         pool = await open_pool(endpoints.database_url, settings)
         stack.push_async_callback(pool.close)
+        watch = CommitWatch(endpoints.database_url)
+        await watch.start()
+        stack.push_async_callback(watch.close)
         reads = ReadModels(
-            pool, partitions=settings.partitions, wait_timeout=settings.read_wait_timeout_seconds
+            pool,
+            partitions=settings.partitions,
+            wait_timeout=settings.read_wait_timeout_seconds,
+            watch=watch,
         )
         projector = None
         if run_projector:

@@ -7,7 +7,7 @@ NATS connection, the Postgres pool and DSN, and the stream's coordinates.
     Projector(...).run()                      owned partitions -> read models, exactly once
     rebuild(name, ...)                        a new version beside the serving one, then switch
     status_report(...), wait_caught_up(...)   checkpoints, lag, owners, parked events
-    ReadModels(pool, ...)                     the queries, with read-your-writes and as_of
+    ReadModels(pool, ..., watch=CommitWatch)  the queries, with read-your-writes and as_of
     create_app(reads)                         the same queries over HTTP (FastAPI)
     QueryClient(base_url)                     the same queries from Python (httpx)
 
@@ -46,6 +46,7 @@ from projections.schemas import (
 )
 from projections.source import EventSource, ReaderSettings, StreamMessage, read_all
 from projections.status import StatusReport, caught_up, status_report, wait_caught_up
+from projections.watch import CommitWatch
 
 __all__ = [
     "MIN_SEQUENCE_HEADER",
@@ -54,6 +55,7 @@ __all__ = [
     "Binding",
     "CatchUp",
     "CheckoutSession",
+    "CommitWatch",
     "ConsistencyTimeout",
     "Core",
     "EventSource",

@@ -46,6 +46,7 @@ from projections.schemas import (
     SessionPage,
     TimelineEvent,
 )
+from projections.watch import CommitWatch
 
 __all__ = ["MAX_PAGE", "ReadModels", "SessionFilters"]
 
@@ -150,10 +151,18 @@ def _routing(row: Mapping[str, Any]) -> RoutingDecision:
 class ReadModels:
     """The queries, on a pool the composition root owns."""
 
-    def __init__(self, pool: asyncpg.Pool, *, partitions: int, wait_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        partitions: int,
+        wait_timeout: float = 5.0,
+        watch: CommitWatch | None = None,
+    ) -> None:
         self._pool = pool
         self._partitions = partitions
         self._wait_timeout = wait_timeout
+        self._watch = watch
 
     # -- read-your-writes -------------------------------------------------------------
 
@@ -179,8 +188,12 @@ class ReadModels:
                     position=position,
                     min_sequence=min_sequence,
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+            remaining = deadline - time.monotonic()
+            if self._watch is not None and self._watch.listening:
+                await self._watch.wait(projection, partition, min_sequence, min(remaining, 0.1))
+            else:
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, _POLL_MAX)
 
     # -- sessions ---------------------------------------------------------------------
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from datetime import timedelta
 
 import httpx
 import pytest
 
+from events.subjects import partition_of
 from projections.api import MIN_SEQUENCE_HEADER, create_app
 from projections.client import QueryClient
 from projections.errors import ConsistencyTimeout, InvalidQuery, SessionNotFound
 from projections.fold import fold
 from projections.queries import ReadModels
 from projections.schemas import CheckoutSession
+from projections.watch import CommitWatch
 from tests.projections_support import T0, projection_env, routed_event
 
 
@@ -190,3 +194,26 @@ async def test_an_event_without_its_session_is_parked_not_served(env):
         await env.wait_caught_up()
         with pytest.raises(SessionNotFound):
             await reads.session(orphan, min_sequence=sequence)
+
+
+async def test_a_commit_notice_wakes_the_waiter_of_its_partition(env):
+    sid = "rw_session_3"
+    partition = partition_of(sid, env.layout.partitions)
+    watch = CommitWatch(env.dsn)
+    await watch.start()
+    try:
+        async with env.projector():
+            await env.wait_caught_up()
+            info = await env.nc.jetstream().stream_info(env.layout.events_stream)
+            next_sequence = info.state.last_seq + 1
+            started = time.monotonic()
+            waiter = asyncio.create_task(watch.wait("timeline", partition, next_sequence, 20.0))
+            sequence = await env.load_one(sid)
+            await waiter
+            waited = time.monotonic() - started
+            reads = ReadModels(env.pool, partitions=env.layout.partitions, watch=watch)
+            session = await reads.session(sid, min_sequence=sequence)
+    finally:
+        await watch.close()
+    assert waited < 10.0, "woken by the commit notice, long before the timeout"
+    assert session.last_sequence == sequence
