@@ -100,6 +100,8 @@ class Endpoints:
 
 def _port(preferred: int) -> int:
     """The preferred port for an embedded server when it is free, else any free one."""
+    if preferred == 0:
+        return free_port()
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))

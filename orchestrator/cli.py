@@ -519,3 +519,20 @@ def asyncapi_command() -> None:
     from orchestrator.asyncapi import asyncapi_json  # noqa: PLC0415 - builds a docs broker
 
     typer.echo(asyncapi_json(_settings().layout()), nl=False)
+
+
+@app.command("demo")
+def demo(
+    sessions: Annotated[int, typer.Option(min=10, max=1000, help="checkouts to open")] = 100,
+    seed: Annotated[int, typer.Option(help="the dice of who pays, fails or lets expire")] = 7,
+) -> None:
+    """Run everything with the provider simulators, open ~100 checkouts across currencies
+    and regions, settle them, show what happened, and stop (the main job)."""
+    from orchestrator.demo import run_demo  # noqa: PLC0415 - only this command needs it
+
+    logging.basicConfig(level=logging.WARNING)
+    report = run_demo(Settings(), console, count=sessions, seed=seed)
+    console.print(
+        f"[green]done[/green] in {report.seconds:.1f} s: {report.opened} opened, "
+        f"{report.rejected} rejected; driven {report.outcomes}; read model {report.statuses}"
+    )
