@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from opentelemetry import propagate, trace
-from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics import Counter, Meter, MeterProvider, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -47,7 +47,6 @@ class Metrics:
     commands: Counter
     provider_calls: Counter
     append_conflicts: Counter
-    projection_lag: Histogram
 
     @classmethod
     def on(cls, meter: Meter) -> Metrics:
@@ -60,11 +59,6 @@ class Metrics:
             ),
             append_conflicts=meter.create_counter(
                 "checkout.append.conflicts", description="optimistic-concurrency conflicts"
-            ),
-            projection_lag=meter.create_histogram(
-                "checkout.projection.lag",
-                unit="ms",
-                description="event appended -> read model committed",
             ),
         )
 
