@@ -14,6 +14,7 @@ import signal
 
 import pytest
 
+from projections.status import caught_up
 from projections.workload import drive
 from tests.projections_support import projection_env, wait_for
 
@@ -88,6 +89,4 @@ async def _grew(env, start: int, step: int, load: asyncio.Task) -> bool:
 
 async def _all_applied(env) -> bool:
     async with env.pool.acquire() as conn:
-        from projections.status import caught_up
-
         return await caught_up(conn, env.nc, env.source)
