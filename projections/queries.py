@@ -271,6 +271,11 @@ class ReadModels:
                 "SELECT * FROM routing_decisions WHERE session_id = $1 ORDER BY sequence",
                 session_id,
             )
+            known = rows or await conn.fetchval(
+                "SELECT true FROM session_timeline WHERE session_id = $1 LIMIT 1", session_id
+            )
+        if not known:
+            raise SessionNotFound(session_id)
         return [_routing(row) for row in rows]
 
     # -- totals -----------------------------------------------------------------------

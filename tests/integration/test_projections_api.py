@@ -148,6 +148,10 @@ async def test_errors_are_typed_json(loaded):
             await reads.session("cs_nobody")
         with pytest.raises(SessionNotFound):
             await reads.session("not a valid id!")
+        with pytest.raises(SessionNotFound):
+            await reads.routing_decisions("cs_nobody")
+        with pytest.raises(SessionNotFound):
+            await reads.events("cs_nobody")
         with pytest.raises(InvalidQuery):
             await reads.sessions(status="paid")
         with pytest.raises(InvalidQuery):
