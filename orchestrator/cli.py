@@ -58,6 +58,7 @@ from projections import (
     measure_catch_up,
     measure_lag,
     migrate,
+    observe_catch_up,
     rebuild,
     status_report,
 )
@@ -458,6 +459,9 @@ def projections_measure(
         "1000,2000"
     ),
     seconds: Annotated[float, typer.Option(help="length of each steady load")] = 10.0,
+    workers: Annotated[
+        int, typer.Option(help="catch up with this many `projections run` processes (0: here)")
+    ] = 0,
 ) -> None:
     """Catch-up speed (events/s from empty read models) and lag at steady loads.
 
@@ -471,9 +475,16 @@ def projections_measure(
         config = projector_settings(settings, name="measure")
         async with scratch(settings, endpoints) as s:
             events = await load_sessions(s.append, sessions)
-            catch_up = await measure_catch_up(
-                nc=s.nc, pool=s.pool, dsn=s.dsn, source=s.source, events=events, settings=config
-            )
+            if workers > 0:
+                catch_up = await observe_catch_up(
+                    nc=s.nc, dsn=s.dsn, source=s.source, events=events,
+                    start=lambda: _projector_process(s, count=workers),
+                )  # fmt: skip
+            else:
+                catch_up = await measure_catch_up(
+                    nc=s.nc, pool=s.pool, dsn=s.dsn, source=s.source, events=events,
+                    settings=config,
+                )  # fmt: skip
             console.print(
                 f"catch-up: {catch_up.events} events in {catch_up.seconds:.2f} s = "
                 f"[bold]{catch_up.events_per_second:,.0f} events/s[/bold]"
@@ -496,18 +507,27 @@ def projections_measure(
 
 
 @contextlib.asynccontextmanager
-async def _projector_process(s: Scratch) -> AsyncIterator[None]:
-    """`projections run` on the scratch stream and database, in a process of its own."""
+async def _projector_process(s: Scratch, *, count: int = 1) -> AsyncIterator[None]:
+    """``count`` `projections run` processes on the scratch stream and database."""
     environment = {**os.environ, **s.environment(), "CHECKOUT_PROJECTOR_NAME": "measure"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from orchestrator.cli import app; app()", "projections", "run",
-        env=environment, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    command = [sys.executable, "-c", "from orchestrator.cli import app; app()", "projections"]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *command,
+            "run",
+            env=environment,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
     try:
         yield
     finally:
-        process.terminate()
-        await process.wait()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            await process.wait()
 
 
 app.add_typer(webhooks_app, name="webhooks")

@@ -29,7 +29,14 @@ from projections.errors import (
     SessionNotFound,
 )
 from projections.fold import Core, Lifecycle, SessionState, Unapplicable, advance, apply, fold
-from projections.measure import CatchUp, Lag, load_sessions, measure_catch_up, measure_lag
+from projections.measure import (
+    CatchUp,
+    Lag,
+    load_sessions,
+    measure_catch_up,
+    measure_lag,
+    observe_catch_up,
+)
 from projections.migrate import migrate
 from projections.ownership import owners
 from projections.projector import Projector, ProjectorSettings
@@ -98,6 +105,7 @@ __all__ = [
     "measure_catch_up",
     "measure_lag",
     "migrate",
+    "observe_catch_up",
     "owners",
     "read_all",
     "rebuild",

@@ -5,7 +5,9 @@ on its own servers. The caller (the ``projections measure`` command) provides a 
 stream, a scratch database and an `Append` through the real event store.
 
 - `measure_catch_up`: the stream is loaded, the read models are empty; a projector
-  starts and the clock stops when every event has been committed into all read models.
+  starts (in this process) and the clock stops when every event has been committed into
+  all read models. `observe_catch_up` does the same for projector processes the caller
+  starts (several, to measure scale-out), timed from their first commit.
 - `measure_lag`: a projector runs in another process, caught up; sessions are appended
   here at a fixed rate of events per second (one event per command, as the orchestrator
   does); an event's lag is the time from its append being acknowledged to the moment
@@ -22,7 +24,8 @@ import random
 import statistics
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,10 +37,17 @@ from projections.batch import BatchOutcome
 from projections.checkpoints import COMMITS_CHANNEL, Binding, parse_commit_notice
 from projections.projector import CommitObserver, Projector, ProjectorSettings
 from projections.read_models import all_projections
-from projections.source import EventSource
+from projections.source import EventSource, partition_heads
 from projections.workload import Append, drive, lifecycle, session_ids
 
-__all__ = ["CatchUp", "Lag", "load_sessions", "measure_catch_up", "measure_lag"]
+__all__ = [
+    "CatchUp",
+    "Lag",
+    "load_sessions",
+    "measure_catch_up",
+    "measure_lag",
+    "observe_catch_up",
+]
 
 _START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -121,6 +131,44 @@ async def measure_catch_up(
     async with _running(nc, pool, dsn, source, settings, observe):
         await asyncio.wait_for(done.wait(), timeout)
     return CatchUp(events, time.monotonic() - started)
+
+
+async def observe_catch_up(
+    *,
+    nc: NatsClient,
+    dsn: str,
+    source: EventSource,
+    events: int,
+    start: Callable[[], AbstractAsyncContextManager[object]],
+    timeout: float = 600.0,
+) -> CatchUp:
+    """Time projectors in other processes (``start`` runs them) catching up from empty.
+
+    The clock runs from their first commit to the commit that reaches every partition's
+    head, both observed as ``projection_commits`` notices: process start-up is left out.
+    """
+    heads = await partition_heads(nc, source)
+    reached: dict[int, int] = defaultdict(int)
+    first: list[float] = []
+    done = asyncio.Event()
+
+    def notice(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+        first.append(first[0] if first else time.monotonic())
+        for name, _version, partition, position in parse_commit_notice(str(payload)):
+            if name == "timeline":
+                reached[partition] = max(reached[partition], position)
+        if all(reached[p] >= head for p, head in heads.items()):
+            done.set()
+
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener(COMMITS_CHANNEL, notice)
+    try:
+        async with start():
+            await asyncio.wait_for(done.wait(), timeout)
+            finished = time.monotonic()
+    finally:
+        await listener.close()
+    return CatchUp(events, finished - first[0])
 
 
 class _LagProbe:
