@@ -30,7 +30,7 @@ from ulid import ULID
 
 from events import CheckoutEvent, EventMetadata
 from events.values import Provider
-from orchestrator.client import CheckoutClient
+from orchestrator.client import CheckoutClient, nats_servers
 from orchestrator.closing import ProviderCloser
 from orchestrator.command_service import register_command_service
 from orchestrator.create_flow import CreateFlow
@@ -160,7 +160,9 @@ def read_endpoints(settings: Settings) -> Endpoints | None:
 
 async def connect_nats(url: str, name: str) -> NatsClient:
     try:
-        return await nats.connect(url, name=name, connect_timeout=5, max_reconnect_attempts=-1)
+        return await nats.connect(
+            nats_servers(url), name=name, connect_timeout=5, max_reconnect_attempts=-1
+        )
     except (OSError, nats.errors.Error) as exc:
         raise StoreUnavailable(f"cannot connect to NATS at {url}: {exc!r}") from exc
 

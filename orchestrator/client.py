@@ -38,7 +38,12 @@ from orchestrator.wire import (
     parse_reply,
 )
 
-__all__ = ["CheckoutClient", "CommandPending", "CommandRejected"]
+__all__ = ["CheckoutClient", "CommandPending", "CommandRejected", "nats_servers"]
+
+
+def nats_servers(url: str) -> list[str]:
+    """``NATS_URL`` may list a cluster's servers, comma-separated."""
+    return [server.strip() for server in url.split(",") if server.strip()]
 
 
 class CommandRejected(Exception):
@@ -68,7 +73,7 @@ class CheckoutClient:
 
     @classmethod
     async def connect(cls, url: str, layout: StreamLayout | None = None) -> Self:
-        return cls(await nats.connect(url, name="checkout-client"), layout)
+        return cls(await nats.connect(nats_servers(url), name="checkout-client"), layout)
 
     async def close(self) -> None:
         await self._store.close()

@@ -16,7 +16,6 @@ from nats.aio.client import Client
 from orchestrator.bootstrap import connect_nats
 from orchestrator.client import CheckoutClient
 from orchestrator.embedded import EmbeddedNatsCluster
-from orchestrator.errors import StoreUnavailable
 from orchestrator.event_store import EventStore
 from orchestrator.streams import StreamLayout
 from tests.builders import lifecycle, metadata, new_session_id
@@ -82,13 +81,6 @@ async def test_event_stream_at_3_replicas_appends_and_loads(nc, stream_names):
         await store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StoreUnavailable,
-    reason="NATS_URL of deploy/ lists the three servers comma-separated; connect_nats and "
-    "CheckoutClient.connect pass it to nats-py as one URL, which nats-py refuses. Remove this "
-    "mark once they split it into a server list.",
-)
 async def test_a_nats_url_listing_every_server_connects(cluster):
     nc = await connect_nats(cluster.url, "deploy-test")
     await nc.close()
