@@ -13,10 +13,12 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from orchestrator.bootstrap import connect_nats
+from orchestrator.bootstrap import Endpoints, connect_nats
+from orchestrator.cli import Role, _serve
 from orchestrator.client import CheckoutClient
 from orchestrator.embedded import EmbeddedNatsCluster
 from orchestrator.event_store import EventStore
+from orchestrator.settings import Settings
 from orchestrator.streams import StreamLayout
 from tests.builders import lifecycle, metadata, new_session_id
 from tests.deploy.support import ensure_streams_on_new_cluster
@@ -86,3 +88,40 @@ async def test_a_nats_url_listing_every_server_connects(cluster):
     await nc.close()
     client = await CheckoutClient.connect(cluster.url)
     await client.close()
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        pytest.param(
+            Role.COMMANDS,
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=nats.errors.Error,
+                reason="bootstrap.orchestrator() hands NATS_URL to FastStream's NatsBroker "
+                "unsplit ('nats: invalid connect url option'); it needs nats_servers(url) too. "
+                "Remove this mark once it does.",
+            ),
+        ),
+        Role.PROJECTORS,
+        Role.API,
+    ],
+)
+async def test_each_role_starts_with_the_deploy_nats_url(
+    role, cluster, nc, stream_names, database_url, tmp_path
+):
+    """`up --role R` with NATS_URL as deploy/ sets it: every server, comma-separated."""
+    settings = Settings(
+        nats_url=cluster.url,
+        database_url=database_url,
+        data_dir=tmp_path,
+        events_stream=stream_names.stream,
+        events_prefix=stream_names.events_prefix,
+        commands_stream=stream_names.commands_stream,
+        commands_prefix=stream_names.commands_prefix,
+        stream_replicas=3,
+        http_port=0,
+    )
+    await ensure_streams_on_new_cluster(nc, settings.layout())
+    endpoints = Endpoints(cluster.url, database_url, embedded_nats=False, embedded_postgres=False)
+    await _serve(settings, endpoints, once=True, sandbox=False, role=role)
