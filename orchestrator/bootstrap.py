@@ -230,7 +230,7 @@ async def orchestrator(
         )
         stack.push_async_callback(store.close)
         broker = NatsBroker(
-            nats_url,
+            nats_servers(nats_url),
             name="checkout-orchestrator-commands",
             logger=logging.getLogger("orchestrator.broker"),
             middlewares=[

@@ -92,20 +92,7 @@ async def test_a_nats_url_listing_every_server_connects(cluster):
 
 @pytest.mark.parametrize(
     "role",
-    [
-        pytest.param(
-            Role.COMMANDS,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=nats.errors.Error,
-                reason="bootstrap.orchestrator() hands NATS_URL to FastStream's NatsBroker "
-                "unsplit ('nats: invalid connect url option'); it needs nats_servers(url) too. "
-                "Remove this mark once it does.",
-            ),
-        ),
-        Role.PROJECTORS,
-        Role.API,
-    ],
+    [Role.COMMANDS, Role.PROJECTORS, Role.API],
 )
 async def test_each_role_starts_with_the_deploy_nats_url(
     role, cluster, nc, stream_names, database_url, tmp_path
