@@ -30,6 +30,7 @@ from ulid import ULID
 
 from events import CheckoutEvent, EventMetadata
 from events.values import Provider
+from orchestrator.api_keys import ApiKeys
 from orchestrator.client import CheckoutClient, nats_servers
 from orchestrator.closing import ProviderCloser
 from orchestrator.command_service import register_command_service
@@ -39,6 +40,7 @@ from orchestrator.errors import StoreUnavailable
 from orchestrator.event_store import EventStore
 from orchestrator.handling import CommandHandler
 from orchestrator.http_api import add_command_routes, add_webhook_routes
+from orchestrator.http_guard import HttpGuard, document_auth
 from orchestrator.providers.base import PaymentProvider
 from orchestrator.routing.health import HealthBoard
 from orchestrator.routing.rules import load_rules
@@ -378,6 +380,13 @@ async def gateway(
             )
         add_command_routes(app, client)
         add_webhook_routes(app, providers, inbox, clock=clock, on_stored=processor.wake)
+        keys = (
+            ApiKeys(read.pool, cache_seconds=settings.api_key_cache_seconds)
+            if settings.api_auth == "required"
+            else None
+        )
+        app.add_middleware(HttpGuard, keys=keys)
+        document_auth(app, required=keys is not None)
         server = SandboxServer(app, host=settings.http_host, port=settings.http_port)
         await stack.enter_async_context(server)
         stop = asyncio.Event()

@@ -7,6 +7,7 @@ checkout-orchestrator route ...        what the router would choose, and why
 checkout-orchestrator migrate          database migrations
 checkout-orchestrator projections ...  run / status / rebuild / measure read models
 checkout-orchestrator webhooks ...     the webhook inbox: status, replay
+checkout-orchestrator api-keys ...     the HTTP API's keys: create, revoke, list
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator.api_keys import ApiKeys, Scope
+from orchestrator.api_keys_cli import api_keys_app
 from orchestrator.bootstrap import (
     Endpoints,
     Scratch,
@@ -128,6 +131,9 @@ async def _serve(
                 http_url = gw.http_url
                 if sandbox:
                     fleet.point_webhooks_at(gw.http_url)
+                if sandbox and settings.api_auth == "required":
+                    key = await ApiKeys(read.pool).create(Scope.WRITE, "up --sandbox")
+                    console.print(f"sandbox API key (write): {key.plaintext}")
         console.print(
             f"[green]checkout orchestrator up[/green] ({role.value})  NATS {endpoints.nats_url}"
             f"{' (embedded)' if endpoints.embedded_nats else ''}  "
@@ -531,6 +537,7 @@ async def _projector_process(s: Scratch, *, count: int = 1) -> AsyncIterator[Non
 
 
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(api_keys_app, name="api-keys")
 
 
 @app.command("asyncapi")

@@ -31,6 +31,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from events.values import Provider
+from orchestrator.api_keys import ApiKeys, Scope
 from orchestrator.bootstrap import gateway, orchestrator, read_side, servers
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.sandbox.simulator import DriveRequest
@@ -281,8 +282,12 @@ async def _run(settings: Settings, console: Console, count: int, seed: int) -> D
                 gateway(settings, endpoints, read, providers, telemetry=telemetry)
             )
             fleet.point_webhooks_at(gw.http_url)
+            headers = {}
+            if settings.api_auth == "required":  # the demo is a client like any other
+                key = await ApiKeys(read.pool).create(Scope.WRITE, "demo")
+                headers["authorization"] = f"Bearer {key.plaintext}"
             http = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=gw.http_url, timeout=20)
+                httpx.AsyncClient(base_url=gw.http_url, timeout=20, headers=headers)
             )
             console.print(f"[green]running[/green]: HTTP {gw.http_url}, NATS {endpoints.nats_url}")
             opened, rejected = await _open_sessions(http, fleet, count, rng)

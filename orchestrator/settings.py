@@ -7,6 +7,7 @@ directory"; set, they point at servers the user runs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +89,10 @@ class Settings(BaseSettings):
         default="checkout-orchestrator", validation_alias="OTEL_SERVICE_NAME"
     )
     webhook_worker_interval_seconds: float = Field(default=1.0, gt=0)
+    api_auth: Literal["required", "disabled"] = Field(
+        default="required", description="API keys on the HTTP API; 'disabled' for local demos"
+    )
+    api_key_cache_seconds: float = Field(default=5.0, ge=0.0, le=60.0)
     settlement_interval_seconds: float = Field(default=5.0, gt=0)
 
     def layout(self) -> StreamLayout:

@@ -19,7 +19,9 @@ from tests.integration.test_commands import settings_for
 
 @pytest.fixture
 async def system(nats_url, database_url, stream_names):
-    settings = settings_for(stream_names, http_port=0, settlement_interval_seconds=0.2)
+    settings = settings_for(
+        stream_names, api_auth="disabled", http_port=0, settlement_interval_seconds=0.2
+    )
     endpoints = Endpoints(nats_url, database_url, embedded_nats=False, embedded_postgres=False)
     async with (
         SandboxFleet() as fleet,

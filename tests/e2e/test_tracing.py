@@ -18,7 +18,7 @@ from tests.integration.test_commands import settings_for
 async def traced(nats_url, database_url, stream_names):
     exporter = InMemorySpanExporter()
     telemetry = build_telemetry(span_exporters=[exporter])
-    settings = settings_for(stream_names, http_port=0)
+    settings = settings_for(stream_names, api_auth="disabled", http_port=0)
     endpoints = Endpoints(nats_url, database_url, embedded_nats=False, embedded_postgres=False)
     with instrumented(telemetry):
         async with (
