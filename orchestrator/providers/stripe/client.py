@@ -17,6 +17,7 @@ request id, never the API key or a response body.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -47,6 +48,12 @@ __all__ = [
 
 PROVIDER = Provider.STRIPE
 SIGNATURE_HEADER = "Stripe-Signature"
+
+# The SDK logs every request's parameters and every response body at DEBUG on the
+# "stripe" logger: customer emails, addresses and embedded checkouts' client secrets.
+# INFO keeps its one-line request/response summaries; a user who wants the bodies sets
+# the level back explicitly (and takes the personal data in the logs with it).
+logging.getLogger("stripe").setLevel(logging.INFO)
 _T = TypeVar("_T")
 
 
