@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 import pytest
 
 from projections.errors import RebuildError
+from projections.queries import ReadModels, SessionFilters
 from projections.rebuild import RebuildProgress, _prepare, _switch, rebuild
-from tests.projections_support import projection_env
+from tests.projections_support import T0, projection_env
 
 
 @pytest.fixture
@@ -39,13 +41,40 @@ async def steady_load(env, *, sessions_per_round: int = 10):
     assert rounds >= 2, "the load did not overlap the rebuild"
 
 
+@contextlib.asynccontextmanager
+async def steady_reads(env, session_id: str):
+    """Keep querying every read model until the block exits; fail on any error."""
+    stop = asyncio.Event()
+    reads = ReadModels(env.pool, partitions=env.layout.partitions)
+    answered = 0
+
+    async def run() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            await reads.session(session_id)
+            await reads.sessions(SessionFilters(), limit=20)
+            await reads.events(session_id)
+            await reads.routing(session_id)
+            await reads.provider_stats(T0.date(), T0.date() + timedelta(days=5))
+            answered += 1
+
+    task = asyncio.create_task(run())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+    assert answered >= 2, "the reads did not overlap the rebuild"
+
+
 @pytest.mark.parametrize("name", ["sessions", "daily_totals", "timeline", "routing"])
 async def test_rebuild_under_load_switches_with_nothing_missing(env, name):
     await env.load(150, seed=5)
+    sid = await _a_routed_session(env)
     seen: list[RebuildProgress] = []
     async with env.projector():
         await env.wait_caught_up()
-        async with steady_load(env):
+        async with steady_load(env), steady_reads(env, sid):
             result = await rebuild(
                 name,
                 nc=env.nc,
@@ -78,6 +107,11 @@ async def test_rebuild_under_load_switches_with_nothing_missing(env, name):
             name,
         )
     assert (active, old_tables, old_checkpoints) == (2, 0, 0)
+
+
+async def _a_routed_session(env) -> str:
+    messages = await env.stream()
+    return next(m.event.session_id for m in messages if m.event.event.type == "routed")
 
 
 async def test_rebuild_twice_and_of_an_unknown_projection(env):
