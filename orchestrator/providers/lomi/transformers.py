@@ -30,7 +30,7 @@ import hmac
 import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -55,6 +55,7 @@ from orchestrator.providers.base import (
     WebhookKind,
     WebhookRejected,
 )
+from orchestrator.providers.conversions import aware_datetime, string_metadata, upper_currency
 
 __all__ = [
     "CLIENT_REFERENCE_KEY",
@@ -196,8 +197,8 @@ def to_provider_session(payload: Mapping[str, Any]) -> ProviderSession:
 
 def _session(payload: Mapping[str, Any]) -> ProviderSession:
     status, payment_status = map_status(payload.get("status"))
-    metadata = _string_metadata(payload.get("metadata"))
-    currency = _currency(payload.get("currency_code"))
+    metadata = string_metadata(payload.get("metadata"))
+    currency = upper_currency(payload.get("currency_code"))
     raw_amount = payload.get("amount")
     amount = None if raw_amount is None else to_minor_units(raw_amount)
     amounts = None
@@ -222,38 +223,14 @@ def _session(payload: Mapping[str, Any]) -> ProviderSession:
         urls=SessionUrls(
             success_url=payload.get("success_url"), cancel_url=payload.get("cancel_url")
         ),
-        created_at=_datetime(payload.get("created_at")),
-        expires_at=_datetime(payload.get("expires_at")),
+        created_at=aware_datetime(payload.get("created_at")),
+        expires_at=aware_datetime(payload.get("expires_at")),
         metadata={k: v for k, v in metadata.items() if k not in _INTERNAL_KEYS},
         client_reference_id=metadata.get(CLIENT_REFERENCE_KEY),
         livemode=payload.get("environment") == "live",
         references=ProviderReferences(subscription=payload.get("subscription_id")),
         raw=dict(payload),
     )
-
-
-def _currency(value: object) -> str | None:
-    return value.upper() if isinstance(value, str) and value else None
-
-
-def _datetime(value: object) -> datetime | None:
-    if value is None:
-        return None
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    # "ISO 8601 datetime" without an offset is read as UTC rather than refused.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _string_metadata(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(key): _metadata_value(item) for key, item in value.items() if item is not None}
-
-
-def _metadata_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _reason(exc: Exception) -> str:
@@ -359,6 +336,6 @@ def _webhook_session(data: Mapping[str, Any]) -> ProviderSession | None:
 
 def _event_time(value: object) -> datetime | None:
     try:
-        return _datetime(value)
+        return aware_datetime(value)
     except (TypeError, ValueError):
         return None

@@ -54,6 +54,7 @@ from orchestrator.providers.base import (
     WebhookKind,
     WebhookRejected,
 )
+from orchestrator.providers.conversions import aware_datetime, string_metadata, upper_currency
 
 __all__ = [
     "ATTEMPT_KEY",
@@ -191,7 +192,7 @@ def _checkout_session(checkout: Mapping[str, Any], *, livemode: bool) -> Provide
     status, payment_status = map_status(checkout.get("status"))
     if payment_status is PaymentStatus.PAID and checkout.get("is_payment_required") is False:
         payment_status = PaymentStatus.NO_PAYMENT_REQUIRED
-    metadata = _string_metadata(checkout.get("metadata"))
+    metadata = string_metadata(checkout.get("metadata"))
     secret = checkout.get("client_secret")
     return ProviderSession(
         provider=PROVIDER,
@@ -200,7 +201,7 @@ def _checkout_session(checkout: Mapping[str, Any], *, livemode: bool) -> Provide
         status=status,
         payment_status=payment_status,
         mode=_checkout_mode(checkout),
-        currency=_currency(checkout.get("currency")),
+        currency=upper_currency(checkout.get("currency")),
         amounts=_checkout_amounts(checkout),
         customer=_checkout_customer(checkout),
         line_items=_line_items(checkout),
@@ -209,8 +210,8 @@ def _checkout_session(checkout: Mapping[str, Any], *, livemode: bool) -> Provide
             success_url=checkout.get("success_url"), return_url=checkout.get("return_url")
         ),
         client_secret=SecretStr(secret) if isinstance(secret, str) else None,
-        created_at=_datetime(checkout.get("created_at")),
-        expires_at=_datetime(checkout.get("expires_at")),
+        created_at=aware_datetime(checkout.get("created_at")),
+        expires_at=aware_datetime(checkout.get("expires_at")),
         metadata=_merchant_metadata(metadata),
         client_reference_id=metadata.get(CLIENT_REFERENCE_KEY),
         livemode=livemode,
@@ -230,7 +231,7 @@ def _checkout_mode(checkout: Mapping[str, Any]) -> Mode:
 
 
 def _checkout_amounts(checkout: Mapping[str, Any]) -> Amounts | None:
-    currency = _currency(checkout.get("currency"))
+    currency = upper_currency(checkout.get("currency"))
     if currency is None:
         return None
     return Amounts(
@@ -280,7 +281,7 @@ def _line_items(checkout: Mapping[str, Any]) -> tuple[LineItem, ...]:
         name=str(product["name"]),
         quantity=1,
         unit_amount=amount,
-        currency=_currency(checkout.get("currency")),
+        currency=upper_currency(checkout.get("currency")),
         product_id=checkout.get("product_id"),
         price_id=checkout.get("product_price_id"),
     )
@@ -302,8 +303,8 @@ def order_to_provider_session(
 
 
 def _order_session(order: Mapping[str, Any], *, livemode: bool) -> ProviderSession:
-    metadata = _string_metadata(order.get("metadata"))
-    currency = _currency(order.get("currency"))
+    metadata = string_metadata(order.get("metadata"))
+    currency = upper_currency(order.get("currency"))
     amounts = None
     if currency is not None:
         amounts = Amounts(
@@ -324,7 +325,7 @@ def _order_session(order: Mapping[str, Any], *, livemode: bool) -> ProviderSessi
         currency=currency,
         amounts=amounts,
         customer=Customer(provider_customer_id=order.get("customer_id")),
-        created_at=_datetime(order.get("created_at")),
+        created_at=aware_datetime(order.get("created_at")),
         metadata=_merchant_metadata(metadata),
         client_reference_id=metadata.get(CLIENT_REFERENCE_KEY),
         livemode=livemode,
@@ -334,30 +335,6 @@ def _order_session(order: Mapping[str, Any], *, livemode: bool) -> ProviderSessi
 
 
 # --- small conversions --------------------------------------------------------------------------
-
-
-def _currency(value: object) -> str | None:
-    return value.upper() if isinstance(value, str) and value else None
-
-
-def _datetime(value: object) -> datetime | None:
-    if value is None:
-        return None
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    # Polar always sends an offset; a naive value is read as UTC rather than refused.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _string_metadata(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(key): _metadata_value(item) for key, item in value.items() if item is not None}
-
-
-def _metadata_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _merchant_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
@@ -508,6 +485,6 @@ def _checkout_kind(event_type: str, data: Mapping[str, Any]) -> WebhookKind:
 
 def _event_time(value: object) -> datetime | None:
     try:
-        return _datetime(value)
+        return aware_datetime(value)
     except (TypeError, ValueError):
         return None
