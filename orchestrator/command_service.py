@@ -38,6 +38,13 @@ MAX_DELIVER = 5
 RETRY_DELAY_SECONDS = 1.0
 
 
+async def _undecoded(msg: NatsMessage) -> bytes:
+    """The body as bytes: `parse_command` parses it and rejects hostile JSON (FastStream's
+    own JSON decoding would raise on a deeply nested body before the handler runs, and the
+    command would be redelivered as a bug instead of rejected)."""
+    return bytes(msg.body)
+
+
 def register_command_service(
     broker: NatsBroker,
     layout: StreamLayout,
@@ -55,6 +62,7 @@ def register_command_service(
         ),
         pull_sub=PullSub(batch_size=32, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
+        decoder=_undecoded,
         title="checkout commands",
         description="Checkout session commands; the reply goes to Checkout-Reply-To.",
     )

@@ -49,6 +49,20 @@ _STATUS = {
     "provider_unavailable": 503,
 }
 
+# every typed answer of the command routes, in the served OpenAPI
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": ", ".join(sorted(c for c, s in _STATUS.items() if s == status))
+        or "queued: accepted, not handled yet"
+    }
+    for status in sorted({*_STATUS.values(), 202})
+}
+_WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "signature, timestamp or body rejected"},
+    404: {"description": "provider_not_configured"},
+    413: {"description": "payload_too_large"},
+}
+
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 
 
@@ -73,21 +87,21 @@ async def _send(
 
 
 def add_command_routes(app: FastAPI, client: CheckoutClient) -> None:
-    @app.post("/v1/checkout-sessions", status_code=201, tags=["commands"])
+    @app.post("/v1/checkout-sessions", status_code=201, tags=["commands"], responses=_RESPONSES)
     async def create_session(
         body: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         """Create a checkout session; the reply says where the customer pays."""
         return await _send(client, "create", body, idempotency_key, 201)
 
-    @app.post("/v1/checkout-sessions/{session_id}/expire", tags=["commands"])
+    @app.post("/v1/checkout-sessions/{session_id}/expire", tags=["commands"], responses=_RESPONSES)
     async def expire_session(
         session_id: str, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         payload = {"session_id": session_id, "reason": "merchant"}
         return await _send(client, "expire", payload, idempotency_key, 200)
 
-    @app.post("/v1/checkout-sessions/{session_id}/cancel", tags=["commands"])
+    @app.post("/v1/checkout-sessions/{session_id}/cancel", tags=["commands"], responses=_RESPONSES)
     async def cancel_session(
         session_id: str,
         body: Annotated[dict[str, Any] | None, Body()] = None,
@@ -105,7 +119,7 @@ def add_webhook_routes(
     clock: Callable[[], datetime],
     on_stored: Callable[[], None] = lambda: None,
 ) -> None:
-    @app.post("/v1/webhooks/{provider}", tags=["webhooks"])
+    @app.post("/v1/webhooks/{provider}", tags=["webhooks"], responses=_WEBHOOK_RESPONSES)
     async def receive_webhook(provider: Provider, request: Request) -> JSONResponse:
         adapter = providers.get(provider)
         if adapter is None:

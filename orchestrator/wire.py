@@ -108,6 +108,8 @@ def parse_command(
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidCommand("command body is not valid UTF-8 JSON") from None
+    except RecursionError:  # a hostile body: it must be a rejection, not a redelivered bug
+        raise InvalidCommand("command body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise InvalidCommand("command body must be a JSON object")
     payload = {**payload, "type": command_type, "at": at}

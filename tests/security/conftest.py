@@ -37,6 +37,7 @@ async def secured(nats_url, database_url, stream_names):
         stream_names,
         api_auth="required",
         api_key_cache_seconds=CACHE_SECONDS,
+        read_wait_timeout_seconds=0.3,  # fuzzed min-sequences are never reached
         http_port=0,
         settlement_interval_seconds=0.2,
     )
