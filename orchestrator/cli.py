@@ -133,7 +133,7 @@ async def _serve(
                     fleet.point_webhooks_at(gw.http_url)
                 if sandbox and settings.api_auth == "required":
                     key = await ApiKeys(read.pool).create(Scope.WRITE, "up --sandbox")
-                    console.print(f"sandbox API key (write): {key.plaintext}")
+                    console.print(f"sandbox API key (write): {key.plaintext}", soft_wrap=True)
         console.print(
             f"[green]checkout orchestrator up[/green] ({role.value})  NATS {endpoints.nats_url}"
             f"{' (embedded)' if endpoints.embedded_nats else ''}  "
