@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from events.catalog import CheckoutEvent, event_adapter
 from events.envelope import EventMetadata, RecordedEvent
 from events.subjects import event_subject
-from events.upcasting import UnknownEventError, upcast
+from events.upcasting import UnknownEventError, current_version, upcast
 
 __all__ = ["DecodeError", "EncodedEvent", "Headers", "decode", "encode", "message_id"]
 
@@ -75,6 +75,15 @@ def encode(
     )
 
 
+def _upcast(event_type: str, version: int, payload: bytes) -> CheckoutEvent:
+    raw = json.loads(payload)
+    if not isinstance(raw, dict):
+        raise DecodeError("event payload is not a JSON object")
+    if raw.get("type") != event_type:  # the header chose the upcasters; they must agree
+        raise DecodeError(f"payload type {raw.get('type')!r} is not {event_type!r}")
+    return event_adapter.validate_python(upcast(event_type, version, raw))
+
+
 def decode(
     subject: str, payload: bytes, headers: Mapping[str, str], sequence: int
 ) -> RecordedEvent:
@@ -82,12 +91,15 @@ def decode(
     try:
         event_type = headers[Headers.EVENT_TYPE]
         version = int(headers[Headers.SCHEMA_VERSION])
-        raw = json.loads(payload)
-        if not isinstance(raw, dict):
-            raise DecodeError("event payload is not a JSON object")
-        if raw.get("type") != event_type:  # the header chose the upcasters; they must agree
-            raise DecodeError(f"payload type {raw.get('type')!r} is not {event_type!r}")
-        event = event_adapter.validate_python(upcast(event_type, version, raw))
+        if version == current_version(event_type):  # the common case: parse and validate in one
+            event = event_adapter.validate_json(payload)
+            if event.type != event_type or event.schema_version != version:
+                raise DecodeError(
+                    f"payload is {event.type} v{event.schema_version}, "
+                    f"headers say {event_type} v{version}"
+                )
+        else:
+            event = _upcast(event_type, version, payload)
         metadata = EventMetadata(
             event_id=headers[Headers.EVENT_ID],
             command_id=headers[Headers.COMMAND_ID],

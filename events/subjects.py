@@ -7,6 +7,7 @@ would break the per-session expected-last-subject-sequence check.
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = [
@@ -27,6 +28,7 @@ _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
 
 
+@functools.lru_cache(maxsize=65_536)  # a command hashes its session id three times or more
 def fnv1a32(text: str) -> int:
     """32-bit FNV-1a of the UTF-8 bytes: stable across processes and languages."""
     value = _FNV_OFFSET

@@ -24,11 +24,17 @@ UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
 """(event type, from version) -> step to version + 1. Empty until a shape changes."""
 
 
+_VERSIONS: dict[type, int] = {}  # model -> its schema_version (model_fields is slow to read)
+
+
 def current_version(event_type: str) -> int:
     model = EVENT_TYPES.get(event_type)
     if model is None:
         raise UnknownEventError(f"unknown event type {event_type!r}")
-    return int(model.model_fields["schema_version"].default)
+    version = _VERSIONS.get(model)
+    if version is None:
+        version = _VERSIONS[model] = int(model.model_fields["schema_version"].default)
+    return version
 
 
 def upcast(

@@ -78,9 +78,13 @@ class PaymentStatus(StrEnum):
 
 
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset()
+    if offset is None:
         raise ValueError("datetime must carry a time zone")
-    return value.astimezone(UTC)
+    if value.tzinfo is UTC:
+        return value
+    # a zero offset only needs the UTC tzinfo: replace() is much cheaper than astimezone()
+    return value.replace(tzinfo=UTC) if not offset else value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]

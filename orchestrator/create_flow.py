@@ -139,6 +139,13 @@ class CreateFlow:
         for index, provider in enumerate(candidates):
             attempt = index + 1
             attributes = {"checkout.provider": provider.value, "checkout.attempt": attempt}
+            fallback = candidates[index + 1] if index + 1 < len(candidates) else None
+            if not self._health.allow(provider):
+                # routed while its circuit let calls through, but another create has just
+                # claimed the half-open probe (or tripped it): skip it, as the router would now
+                self._count_call(provider, "circuit_open")
+                draft.apply(_circuit_open(command.session_id, self._clock(), provider, fallback))
+                continue
             try:
                 with self._tracer.start_as_current_span(
                     "checkout.provider.open", attributes=attributes
@@ -149,7 +156,6 @@ class CreateFlow:
             except ProviderError as exc:
                 self._count_call(provider, exc.code)
                 self._record_outcome(provider, exc)
-                fallback = candidates[index + 1] if index + 1 < len(candidates) else None
                 draft.apply(_call_failed(command.session_id, self._clock(), exc, fallback))
                 continue
             self._count_call(provider, "ok")
@@ -251,6 +257,20 @@ def _call_failed(
         error_code=exc.code,
         message=exc.message[:1000],
         retryable=exc.retryable,
+        fallback=fallback,
+    )
+
+
+def _circuit_open(
+    session_id: str, at: datetime, provider: Provider, fallback: Provider | None
+) -> RecordProviderCallFailed:
+    return RecordProviderCallFailed(
+        session_id=session_id,
+        at=at,
+        provider=provider,
+        error_code="circuit_open",
+        message=f"not called: the circuit of {provider.value} is not closed (probe in flight)",
+        retryable=True,
         fallback=fallback,
     )
 

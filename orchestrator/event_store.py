@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -40,6 +39,10 @@ __all__ = ["AppendResult", "DuplicateCommand", "EventStore", "SessionHistory"]
 _WRONG_LAST_SEQUENCE = 10071
 _BATCH_DUPLICATE_MSG_ID = 10201
 _DIRECT_BATCH = 256
+_NO_RESPONDERS = "503"
+
+
+_REAP_EVERY = 0.25  # seconds between checks for appends past their timeout
 
 
 class DuplicateCommand(Exception):
@@ -82,7 +85,11 @@ class EventStore:
         self._layout = layout
         self._timeout = timeout
         self._inbox_prefix = nc.new_inbox()
-        self._pending: dict[str, asyncio.Queue[Msg]] = {}
+        self._pending: dict[str, asyncio.Queue[Msg]] = {}  # direct gets in flight
+        # appends in flight: inbox -> (future, deadline); one reaper task times them out
+        # (a timer per append cost more than the rest of the append's own work)
+        self._acks: dict[str, tuple[asyncio.Future[Msg], float]] = {}
+        self._reaper: asyncio.Task[None] | None = None
         self._tokens = itertools.count()
         self._reply_sub: Subscription | None = None
 
@@ -141,6 +148,9 @@ class EventStore:
         return AppendResult(first_sequence=last - len(encoded) + 1, last_sequence=last)
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         if self._reply_sub is not None:
             await self._reply_sub.unsubscribe()
             self._reply_sub = None
@@ -148,12 +158,24 @@ class EventStore:
     # -- writing ---------------------------------------------------------------
 
     async def _request(self, message: EncodedEvent) -> dict[str, Any]:
+        """Publish and wait for the JetStream ack on this store's own reply subscription
+        (a future per append, timed out by one reaper task: cheaper than ``nc.request``)."""
+        await self._replies()
+        inbox = f"{self._inbox_prefix}.{next(self._tokens)}"
+        loop = asyncio.get_running_loop()
+        ack: asyncio.Future[Msg] = loop.create_future()
+        self._acks[inbox] = (ack, loop.time() + self._timeout)
         try:
-            reply = await self._nc.request(
-                message.subject, message.payload, timeout=self._timeout, headers=message.headers
+            await self._nc.publish(
+                message.subject, message.payload, reply=inbox, headers=message.headers
             )
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            reply = await ack
+        except TimeoutError as exc:
             raise StoreUnavailable(f"JetStream did not acknowledge an append: {exc!r}") from exc
+        finally:
+            self._acks.pop(inbox, None)
+        if reply.headers and reply.headers.get("Status") == _NO_RESPONDERS:
+            raise StoreUnavailable("JetStream did not acknowledge an append: no responders")
         return json.loads(reply.data) if reply.data else {}
 
     async def _publish_one(self, message: EncodedEvent) -> dict[str, Any]:
@@ -187,11 +209,26 @@ class EventStore:
     async def _replies(self) -> None:
         if self._reply_sub is None:
             self._reply_sub = await self._nc.subscribe(f"{self._inbox_prefix}.*", cb=self._route)
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap(), name="event-store-ack-reaper")
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_REAP_EVERY)
+            now = loop.time()
+            for ack, deadline in list(self._acks.values()):
+                if deadline <= now and not ack.done():
+                    ack.set_exception(TimeoutError("no acknowledgement in time"))
 
     async def _route(self, msg: Msg) -> None:
         queue = self._pending.get(msg.subject)
         if queue is not None:
             queue.put_nowait(msg)
+            return
+        pending = self._acks.get(msg.subject)
+        if pending is not None and not pending[0].done():
+            pending[0].set_result(msg)
 
     async def _direct_batch(self, subject: str, start: int) -> tuple[list[RecordedEvent], bool]:
         """One batched direct get; returns the events and whether more remain."""
@@ -206,7 +243,8 @@ class EventStore:
                 json.dumps(request).encode(),
                 reply=inbox,
             )
-            return await asyncio.wait_for(self._collect(queue), self._timeout)
+            async with asyncio.timeout(self._timeout):  # no task per load, as wait_for makes
+                return await self._collect(queue)
         except TimeoutError as exc:
             raise StoreUnavailable(f"direct get on {subject} timed out") from exc
         finally:

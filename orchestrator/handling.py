@@ -27,7 +27,7 @@ from orchestrator.domain.commands import (
 from orchestrator.domain.decider import decide, fold
 from orchestrator.errors import CheckoutError, ConcurrencyConflict
 from orchestrator.event_store import DuplicateCommand, EventStore
-from orchestrator.telemetry import Telemetry, current_traceparent, link_to
+from orchestrator.telemetry import Telemetry, continuing, current_traceparent, link_to
 
 __all__ = ["Accepted", "CommandContext", "CommandHandler", "CreateSessions", "OpenedAt"]
 
@@ -89,7 +89,9 @@ class CommandHandler:
             "checkout.command.type": command.type,
             "checkout.session.id": command.session_id,
         }
-        with self._tracer.start_as_current_span("checkout.command", attributes=attributes):
+        with self._tracer.start_as_current_span(
+            "checkout.command", context=continuing(context.traceparent), attributes=attributes
+        ):
             context = replace(context, traceparent=current_traceparent() or context.traceparent)
             try:
                 accepted = await self._handle(command, context)

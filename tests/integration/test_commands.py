@@ -7,11 +7,17 @@ import json
 
 import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from orchestrator.bootstrap import orchestrator
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
+from orchestrator.command_service import DURABLE
 from orchestrator.settings import Settings
 from orchestrator.streams import ensure_streams
+from orchestrator.telemetry import build_telemetry
 from orchestrator.wire import COMMAND_ID, REPLY_TO, parse_reply
 from tests.builders import layout_for, new_session_id
 
@@ -238,3 +244,54 @@ async def test_a_retry_after_the_dedupe_window_still_appends_nothing(nats_url, s
 async def _history(nats_url, settings, sid):
     async with await CheckoutClient.connect(nats_url, settings.layout()) as client:
         return await client.history(sid)
+
+
+async def test_a_consumer_left_by_an_older_version_gets_unlimited_redelivery(
+    nats_url, stream_names
+):
+    """Before, server faults counted towards max_deliver 5 and a command queued through
+    an outage was given up; starting this version upgrades the existing consumer."""
+    settings = settings_for(stream_names)
+    layout = settings.layout()
+    nc = await nats.connect(nats_url)
+    try:
+        await ensure_streams(nc, layout)
+        js = nc.jetstream()
+        old = ConsumerConfig(
+            durable_name=DURABLE,
+            filter_subject=f"{layout.commands_prefix}.>",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30,
+            max_deliver=5,
+        )
+        await js.add_consumer(layout.commands_stream, old)
+        async with orchestrator(settings, nats_url):
+            info = await js.consumer_info(layout.commands_stream, DURABLE)
+        assert info.config.max_deliver == -1
+    finally:
+        await nc.close()
+
+
+async def test_events_carry_the_callers_trace_when_nothing_is_exported(
+    nats_url, stream_names, client
+):
+    """With no exporter, spans are not recorded and FastStream's tracing middleware is
+    left out; the events still carry the caller's trace id, for correlation."""
+    settings = settings_for(stream_names)
+    caller = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    telemetry = build_telemetry()
+    assert not telemetry.exporting
+    async with orchestrator(settings, nats_url, telemetry=telemetry):
+        token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(caller)))
+        try:
+            reply = await client.create_session(currency="EUR", amount=100)
+        finally:
+            otel_context.detach(token)
+    (recorded,) = await client.history(reply.session_id)
+    assert recorded.metadata.traceparent is not None
+    assert recorded.metadata.traceparent.split("-")[1] == "0af7651916cd43dd8448eb211c80319c"

@@ -1,0 +1,49 @@
+"""`checkout-orchestrator bench` at a tiny scale: every scenario runs on the embedded
+servers, beside its raw baseline and the peer, and the figures come out as a table,
+JSON and a growth plot. The figures themselves are not judged here (speed is measured
+by the benchmark, never asserted in a timed test); that they exist and are sane is."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_bench_runs_every_scenario_and_writes_figures(tmp_path):
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"NATS_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "from orchestrator.cli import app; app()", "bench",
+         "--sessions", "300", "--commands", "300", "--seconds", "1.5", "--rates", "200,400",
+         "--concurrency", "32", "--growth-sizes", "500,3000", "--rebuild-sizes", "500,1500",
+         "--json", str(tmp_path / "bench.json"), "--plot", str(tmp_path / "growth.png")],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    rows = {row["scenario"]: row for row in figures["rows"]}
+    by_start = {name.split(",")[0].split(" (")[0]: row for name, row in rows.items()}
+    assert {"append", "command path: create", "projection catch-up"} <= set(by_start)
+    for row in figures["rows"]:
+        assert row["ours"] > 0, row
+    appends = [row for name, row in rows.items() if name.startswith("append")]
+    assert len(appends) == 2
+    assert all(row["raw"] > 0 and row["vs_raw"] > 0 for row in appends)
+    catch_up = by_start["projection catch-up"]
+    assert catch_up["raw"] > 0
+    assert catch_up["peer"] > 0  # the eventsourcing library ran the same workload
+    lag = next(row for name, row in rows.items() if name.startswith("projection lag p99 at 400"))
+    assert lag["raw"] > 0  # the raw follower's lag beside ours
+    assert figures["conditions"]["spans_exported_bytes"] > 0  # the lag runs traced
+    assert any("memory of the projectors role" in name for name in rows)
+    assert figures["conditions"]["nats_server"].startswith("2.")
+    assert (tmp_path / "growth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "checkout-orchestrator bench" in result.stdout
