@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig
 
 from orchestrator.command_service import DURABLE, register_command_service
@@ -49,7 +50,11 @@ def command_consumer_config(layout: StreamLayout) -> ConsumerConfig:
     broker = NatsBroker("nats://127.0.0.1:4222")  # never connected: only registered on
     # The handler is only called when a command arrives; nothing arrives here.
     register_command_service(
-        broker, layout, cast("CommandHandler", None), lambda: datetime.now(UTC)
+        broker,
+        layout,
+        cast("CommandHandler", None),
+        lambda: datetime.now(UTC),
+        cast("NatsClient", None),
     )
     (subscriber,) = broker.subscribers
     # what FastStream hands to pull_subscribe: its ConsumerConfig and the broker address

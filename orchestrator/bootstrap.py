@@ -33,7 +33,7 @@ from events.values import Provider
 from orchestrator.api_keys import ApiKeys
 from orchestrator.client import CheckoutClient, nats_servers
 from orchestrator.closing import ProviderCloser
-from orchestrator.command_service import register_command_service
+from orchestrator.command_service import register_command_service, upgrade_consumer
 from orchestrator.create_flow import CreateFlow
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from orchestrator.errors import StoreUnavailable
@@ -41,8 +41,16 @@ from orchestrator.event_store import EventStore
 from orchestrator.handling import CommandHandler
 from orchestrator.http_api import add_command_routes, add_webhook_routes
 from orchestrator.http_guard import HttpGuard, document_auth
+from orchestrator.nats_connection import (
+    ANONYMOUS,
+    NatsOptions,
+    NatsRefused,
+    nats_options,
+    redact_url,
+)
+from orchestrator.nats_connection import connect as nats_connect
 from orchestrator.providers.base import PaymentProvider
-from orchestrator.routing.health import HealthBoard
+from orchestrator.routing.health import BreakerPolicy, HealthBoard
 from orchestrator.routing.rules import load_rules
 from orchestrator.settings import Settings
 from orchestrator.settlement import Settler
@@ -160,13 +168,19 @@ def read_endpoints(settings: Settings) -> Endpoints | None:
     return None
 
 
-async def connect_nats(url: str, name: str) -> NatsClient:
+async def connect_nats(url: str, name: str, options: NatsOptions = ANONYMOUS) -> NatsClient:
+    """A connection with the credentials and TLS of ``options`` (``nats_options(settings)``).
+
+    Waits for servers that are not up yet; :class:`NatsRefused` at once when one refuses us.
+    """
     try:
-        return await nats.connect(
-            nats_servers(url), name=name, connect_timeout=5, max_reconnect_attempts=-1
+        return await nats_connect(
+            nats_servers(url), name=name, options=options, max_reconnect_attempts=-1
         )
+    except NatsRefused:
+        raise
     except (OSError, nats.errors.Error) as exc:
-        raise StoreUnavailable(f"cannot connect to NATS at {url}: {exc!r}") from exc
+        raise StoreUnavailable(f"cannot connect to NATS at {redact_url(url)}: {exc!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +204,13 @@ def create_flow(
         store,
         providers,
         load_rules(settings.routing_rules_path),
-        HealthBoard(time.monotonic),
+        HealthBoard(
+            time.monotonic,
+            BreakerPolicy(
+                consecutive_failures=settings.breaker_consecutive_failures,
+                cool_down_seconds=settings.breaker_cool_down_seconds,
+            ),
+        ),
         clock=clock,
         new_event_id=new_id,
         telemetry=telemetry,
@@ -220,8 +240,9 @@ async def orchestrator(
     """
     layout = settings.layout()
     telemetry = telemetry or Telemetry.disabled()
+    options = nats_options(settings)
     async with AsyncExitStack() as stack:
-        nc = await connect_nats(nats_url, "checkout-orchestrator")
+        nc = await connect_nats(nats_url, "checkout-orchestrator", options)
         stack.push_async_callback(nc.drain)
         await ensure_streams(nc, layout)
         store = EventStore(
@@ -234,13 +255,17 @@ async def orchestrator(
         broker = NatsBroker(
             nats_servers(nats_url),
             name="checkout-orchestrator-commands",
+            apply_types=False,  # the handler takes the message as is (command_service)
+            security=options.broker_security(),
             logger=logging.getLogger("orchestrator.broker"),
             middlewares=[
                 NatsTelemetryMiddleware(
                     tracer_provider=telemetry.tracer_provider,
                     meter_provider=telemetry.meter_provider,
                 )
-            ],
+            ]
+            if telemetry.exporting
+            else [],
         )
         flow = (
             create_flow(settings, store, providers, clock=clock, new_id=new_id, telemetry=telemetry)
@@ -251,7 +276,8 @@ async def orchestrator(
         handler = CommandHandler(
             store, new_event_id=new_id, create_flow=flow, closer=closer, telemetry=telemetry
         )
-        register_command_service(broker, layout, handler, clock)
+        await upgrade_consumer(nc, layout)
+        register_command_service(broker, layout, handler, clock, nc)
         await broker.start()
         stack.push_async_callback(broker.stop)
         yield Orchestrator(nc, store, broker, layout)
@@ -303,7 +329,7 @@ async def read_side(
 
     await migrate(endpoints.database_url, also=("orchestrator",))
     async with AsyncExitStack() as stack:
-        nc = await connect_nats(endpoints.nats_url, "checkout-projections")
+        nc = await connect_nats(endpoints.nats_url, "checkout-projections", nats_options(settings))
         stack.push_async_callback(nc.drain)
         await ensure_streams(nc, settings.layout())
         pool = await open_pool(endpoints.database_url, settings)
@@ -366,7 +392,9 @@ async def gateway(
     from orchestrator.sandbox.server import SandboxServer  # noqa: PLC0415 - only when serving
 
     async with AsyncExitStack() as stack:
-        client = await CheckoutClient.connect(endpoints.nats_url, settings.layout())
+        client = await CheckoutClient.connect(
+            endpoints.nats_url, settings.layout(), options=nats_options(settings)
+        )
         stack.push_async_callback(client.close)
         inbox = WebhookInbox(read.pool)
         processor = WebhookProcessor(read.pool, inbox, providers, client)
@@ -458,7 +486,7 @@ async def scratch(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Scr
     async with AsyncExitStack() as stack:
         stack.push_async_callback(admin.close)
         stack.push_async_callback(admin.execute, f'DROP DATABASE "{database}" WITH (FORCE)')
-        nc = await connect_nats(endpoints.nats_url, "checkout-measure")
+        nc = await connect_nats(endpoints.nats_url, "checkout-measure", nats_options(settings))
         stack.push_async_callback(nc.drain)
         await ensure_streams(nc, layout)
         js = nc.jetstream()

@@ -8,6 +8,7 @@ checkout-orchestrator migrate          database migrations
 checkout-orchestrator projections ...  run / status / rebuild / measure read models
 checkout-orchestrator webhooks ...     the webhook inbox: status, replay
 checkout-orchestrator api-keys ...     the HTTP API's keys: create, revoke, list
+checkout-orchestrator bench            benchmarks beside raw baselines and a peer
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from enum import StrEnum
@@ -31,6 +30,8 @@ from rich.table import Table
 
 from orchestrator.api_keys import ApiKeys, Scope
 from orchestrator.api_keys_cli import api_keys_app
+from orchestrator.bench.cli import bench, bench_raw_projector, bench_raw_worker
+from orchestrator.bench.processes import cli_process
 from orchestrator.bootstrap import (
     Endpoints,
     Scratch,
@@ -47,6 +48,7 @@ from orchestrator.bootstrap import (
 )
 from orchestrator.command_service import DURABLE
 from orchestrator.errors import CheckoutError
+from orchestrator.nats_connection import nats_options
 from orchestrator.providers.registry import configured_providers
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.settings import Settings
@@ -193,7 +195,7 @@ async def _status(settings: Settings, endpoints: Endpoints) -> Table:
     table = Table(title="checkout orchestrator")
     table.add_column("part")
     table.add_column("state")
-    nc = await connect_nats(endpoints.nats_url, "checkout-status")
+    nc = await connect_nats(endpoints.nats_url, "checkout-status", nats_options(settings))
     try:
         version = nc.connected_server_version
         server = f"nats-server {version.major}.{version.minor}.{version.patch}"
@@ -395,7 +397,9 @@ def projections_status() -> None:
     endpoints = _endpoints(settings)
 
     async def main() -> None:
-        nc = await connect_nats(endpoints.nats_url, "checkout-projections-status")
+        nc = await connect_nats(
+            endpoints.nats_url, "checkout-projections-status", nats_options(settings)
+        )
         try:
             conn = await asyncpg.connect(endpoints.database_url, timeout=5)
             try:
@@ -515,29 +519,18 @@ def projections_measure(
 @contextlib.asynccontextmanager
 async def _projector_process(s: Scratch, *, count: int = 1) -> AsyncIterator[None]:
     """``count`` `projections run` processes on the scratch stream and database."""
-    environment = {**os.environ, **s.environment(), "CHECKOUT_PROJECTOR_NAME": "measure"}
-    command = [sys.executable, "-c", "from orchestrator.cli import app; app()", "projections"]
-    processes = [
-        await asyncio.create_subprocess_exec(
-            *command,
-            "run",
-            env=environment,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        for _ in range(count)
-    ]
-    try:
+    environment = {**s.environment(), "CHECKOUT_PROJECTOR_NAME": "measure"}
+    async with AsyncExitStack() as stack:
+        for _ in range(count):
+            await stack.enter_async_context(cli_process(["projections", "run"], environment))
         yield
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            await process.wait()
 
 
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(api_keys_app, name="api-keys")
+app.command("bench")(bench)
+app.command("bench-raw-worker", hidden=True)(bench_raw_worker)
+app.command("bench-raw-projector", hidden=True)(bench_raw_projector)
 
 
 @app.command("asyncapi")

@@ -28,6 +28,8 @@ from events.codec import decode
 from events.envelope import RecordedEvent
 from events.subjects import partition_of, session_filter
 from orchestrator.event_store import EventStore
+from orchestrator.nats_connection import ANONYMOUS, NatsOptions
+from orchestrator.nats_connection import connect as nats_connect
 from orchestrator.streams import StreamLayout
 from orchestrator.wire import (
     COMMAND_ID,
@@ -72,8 +74,13 @@ class CheckoutClient:
         self._store = EventStore(nc, self._layout)
 
     @classmethod
-    async def connect(cls, url: str, layout: StreamLayout | None = None) -> Self:
-        return cls(await nats.connect(nats_servers(url), name="checkout-client"), layout)
+    async def connect(
+        cls, url: str, layout: StreamLayout | None = None, *, options: NatsOptions = ANONYMOUS
+    ) -> Self:
+        """``options``: credentials and TLS, ``nats_options(Settings())`` in an application."""
+        return cls(
+            await nats_connect(nats_servers(url), name="checkout-client", options=options), layout
+        )
 
     async def close(self) -> None:
         await self._store.close()

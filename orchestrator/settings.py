@@ -2,6 +2,12 @@
 
 Unset ``NATS_URL`` / ``DATABASE_URL`` mean "start the embedded server in the data
 directory"; set, they point at servers the user runs.
+
+NATS credentials (``CHECKOUT_NATS_*``, docs/security.md) are checked here for combinations
+that cannot work (a token and a user, a password without a user, a certificate without its
+key): :class:`NatsSettingsError`, whose message names settings, never their values. Secrets
+are ``SecretStr`` and errors hide their input, so neither ``repr`` nor a validation error
+shows one. Whether the files exist is checked when a connection is built.
 """
 
 from __future__ import annotations
@@ -9,18 +15,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.subjects import DEFAULT_PARTITIONS
 from orchestrator.streams import StreamLayout
 
-__all__ = ["Settings"]
+__all__ = ["NatsSettingsError", "Settings"]
+
+
+class NatsSettingsError(ValueError):
+    """The NATS credential or TLS settings contradict each other (names only, no values)."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CHECKOUT_", extra="ignore", frozen=True, populate_by_name=True
+        env_prefix="CHECKOUT_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,  # a validation error must not echo a secret's value
     )
 
     nats_url: str | None = Field(default=None, validation_alias="NATS_URL")
@@ -42,12 +56,29 @@ class Settings(BaseSettings):
     embedded_nats_port: int = Field(default=14222, description="preferred; a free one if taken")
     embedded_postgres_port: int = Field(default=15432, description="preferred; a free one if taken")
     routing_rules_path: Path | None = None  # None: the rules shipped in orchestrator.routing
+    breaker_consecutive_failures: int = Field(
+        default=5, ge=1, description="failures in a row that open a provider's circuit"
+    )
+    breaker_cool_down_seconds: float = Field(
+        default=30.0, gt=0, description="how long an open circuit waits before one probe"
+    )
+
+    # -- NATS credentials and TLS (docs/security.md); all unset: anonymous, plain text ------
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_nkey_seed_file: Path | None = Field(default=None, description="an nkey seed (SU...)")
+    nats_creds_file: Path | None = Field(default=None, description="a JWT + nkey .creds file")
+    nats_tls_ca_file: Path | None = Field(default=None, description="CA of the servers' certs")
+    nats_tls_cert_file: Path | None = Field(default=None, description="client cert (mTLS)")
+    nats_tls_key_file: Path | None = Field(default=None, description="its private key")
+    nats_tls_hostname: str | None = Field(default=None, description="name the certs carry")
 
     # -- projections: read models, projectors, query API -----------------------------------
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535, description="query API; 0 = any free")
     projector_name: str = Field(default="live", pattern=r"^[a-z0-9:_-]{1,40}$")
-    projector_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projector_batch_size: int = Field(default=1000, ge=1, le=10_000)
     projector_batch_linger_seconds: float = Field(default=0.0, ge=0.0, le=1.0)
     projector_appliers: int = Field(default=1, ge=1, le=16)
     projector_claim_interval: float = Field(default=1.0, gt=0.0, le=60.0)
@@ -95,6 +126,12 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(default=5.0, ge=0.0, le=60.0)
     settlement_interval_seconds: float = Field(default=5.0, gt=0)
 
+    @model_validator(mode="after")
+    def _nats_credentials_fit_together(self) -> Settings:
+        for problem in _nats_problems(self):
+            raise NatsSettingsError(problem)
+        return self
+
     def layout(self) -> StreamLayout:
         return StreamLayout(
             events_stream=self.events_stream,
@@ -105,3 +142,26 @@ class Settings(BaseSettings):
             duplicate_window_seconds=self.duplicate_window_seconds,
             replicas=self.stream_replicas,
         )
+
+
+def _nats_problems(settings: Settings) -> list[str]:
+    """What is wrong with the NATS credential and TLS settings, by name (never values)."""
+    password = settings.nats_user is not None or settings.nats_password is not None
+    methods = [
+        name
+        for name, used in (
+            ("CHECKOUT_NATS_USER/CHECKOUT_NATS_PASSWORD", password),
+            ("CHECKOUT_NATS_TOKEN", settings.nats_token is not None),
+            ("CHECKOUT_NATS_NKEY_SEED_FILE", settings.nats_nkey_seed_file is not None),
+            ("CHECKOUT_NATS_CREDS_FILE", settings.nats_creds_file is not None),
+        )
+        if used
+    ]
+    problems: list[str] = []
+    if len(methods) > 1:
+        problems.append(f"NATS credentials: choose one of {' and '.join(methods)}")
+    if password and (settings.nats_user is None or settings.nats_password is None):
+        problems.append("CHECKOUT_NATS_USER and CHECKOUT_NATS_PASSWORD go together")
+    if (settings.nats_tls_cert_file is None) != (settings.nats_tls_key_file is None):
+        problems.append("CHECKOUT_NATS_TLS_CERT_FILE and CHECKOUT_NATS_TLS_KEY_FILE go together")
+    return problems

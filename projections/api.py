@@ -11,7 +11,8 @@
 
 ``min_sequence`` may also come as the ``Checkout-Min-Sequence`` header. Errors are JSON
 ``{"code", "message", ...}``: 400 ``invalid_query`` (bad filter, cursor, instant),
-404 ``session_not_found``, 504 ``consistency_timeout``. The app owns no connection: the
+404 ``session_not_found``, 503 ``query_unavailable`` (the database is down or restarting: retry),
+504 ``consistency_timeout``. The app owns no connection: the
 composition root opens the pool, builds `ReadModels` and closes the pool after serving.
 """
 
@@ -44,6 +45,7 @@ MIN_SEQUENCE_HEADER = "Checkout-Min-Sequence"
 _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorBody, "description": "invalid_query"},
     404: {"model": ErrorBody, "description": "session_not_found"},
+    503: {"model": ErrorBody, "description": "query_unavailable"},
     504: {"model": ErrorBody, "description": "consistency_timeout"},
 }
 

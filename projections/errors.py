@@ -5,7 +5,8 @@
     │   ├── InvalidQuery           invalid_query          400  bad filter, cursor or instant
     │   ├── SessionNotFound        session_not_found      404  no such session (at that instant)
     │   ├── ConsistencyTimeout     consistency_timeout    504  min_sequence not reached in time
-    │   └── QueryUnavailable       query_unavailable      503  the query service did not answer
+    │   └── QueryUnavailable       query_unavailable      503  the query service did not answer,
+    │                                                              or its database is unavailable
     ├── MigrationError                                    a migration failed; nothing of it stays
     └── RebuildError                                      unknown projection, or a rebuild failed
 

@@ -24,7 +24,8 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -35,7 +36,12 @@ from events.catalog import event_adapter
 from events.envelope import EventMetadata, RecordedEvent
 from events.subjects import SESSION_ID_PATTERN, partition_of
 from events.values import Provider, SessionStatus
-from projections.errors import ConsistencyTimeout, InvalidQuery, SessionNotFound
+from projections.errors import (
+    ConsistencyTimeout,
+    InvalidQuery,
+    QueryUnavailable,
+    SessionNotFound,
+)
 from projections.fold import fold
 from projections.read_models.sessions import state_from_row
 from projections.schemas import (
@@ -54,6 +60,16 @@ MAX_PAGE = 500
 MAX_STATS_DAYS = 400
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
+
+# The database is down, restarting or cut us off: the query may succeed if retried later.
+_UNAVAILABLE = (
+    OSError,  # refused, reset (the server is stopped)
+    TimeoutError,  # connecting took too long
+    asyncpg.PostgresConnectionError,  # the connection broke or does not exist any more
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 _CHECKPOINT = """
 SELECT c.position FROM projection_checkpoints c
@@ -164,10 +180,21 @@ class ReadModels:
         self._wait_timeout = wait_timeout
         self._watch = watch
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; losing the database becomes `QueryUnavailable` (503)."""
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise QueryUnavailable(
+                f"the read models' database is unavailable ({type(exc).__name__}); retry later"
+            ) from exc
+
     # -- read-your-writes -------------------------------------------------------------
 
     async def _position(self, projection: str, partition: int) -> int:
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             found = await conn.fetchval(_CHECKPOINT, projection, partition)
         return int(found or 0)
 
@@ -199,7 +226,7 @@ class ReadModels:
 
     async def session(self, session_id: str, *, min_sequence: int | None = None) -> CheckoutSession:
         await self.wait_for("sessions", _checked_id(session_id), min_sequence)
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             row = await conn.fetchrow(
                 "SELECT * FROM checkout_sessions WHERE session_id = $1", session_id
             )
@@ -234,7 +261,7 @@ class ReadModels:
             f"SELECT * FROM checkout_sessions {where} "  # noqa: S608 - clauses are ours
             f"ORDER BY created_at DESC, session_id DESC LIMIT ${len(params)}"
         )
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(query, *params)
         page = [CheckoutSession.from_state(state_from_row(row)) for row in rows[:limit]]
         more = len(rows) > limit
@@ -251,7 +278,7 @@ class ReadModels:
         until: datetime | None = None,
     ) -> list[TimelineEvent]:
         await self.wait_for("timeline", _checked_id(session_id), min_sequence)
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM session_timeline WHERE session_id = $1 "
                 "AND ($2::timestamptz IS NULL OR occurred_at <= $2) ORDER BY sequence",
@@ -266,7 +293,7 @@ class ReadModels:
         self, session_id: str, *, min_sequence: int | None = None
     ) -> list[RoutingDecision]:
         await self.wait_for("routing", _checked_id(session_id), min_sequence)
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM routing_decisions WHERE session_id = $1 ORDER BY sequence",
                 session_id,
@@ -293,7 +320,7 @@ class ReadModels:
             f"FROM provider_daily_totals WHERE day BETWEEN $1 AND $2 GROUP BY {keys} "
             f"HAVING sum(sessions) <> 0 OR sum(amount) <> 0 ORDER BY {keys}"
         )
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(query, start, end)
         data = [
             ProviderTotal.model_validate({**dict(row), "provider": row["provider"] or None})

@@ -34,6 +34,9 @@ _log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 _RETRYABLE_REJECTIONS = frozenset({"session_not_found", "concurrency_conflict", "internal_error"})
+# Providers do not promise order: an async payment result (Stripe's async_payment_succeeded)
+# can overtake the completion it follows, and is refused until that completion is recorded.
+_WAITS_FOR_COMPLETION = "record_async_payment_result"
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -102,7 +105,11 @@ class WebhookProcessor:
                 command.command_type, command.payload, command_id=command.command_id, timeout=5.0
             )
         except CommandRejected as rejected:
-            if rejected.code in _RETRYABLE_REJECTIONS and row.attempts + 1 < MAX_ATTEMPTS:
+            retryable = rejected.code in _RETRYABLE_REJECTIONS or (
+                rejected.code == "illegal_transition"
+                and command.command_type == _WAITS_FOR_COMPLETION
+            )
+            if retryable and row.attempts + 1 < MAX_ATTEMPTS:
                 await self._inbox.retry_later(conn, row.id, rejected.code, _backoff(row.attempts))
                 return
             _log.info("webhook %s/%s rejected: %s", row.provider, row.id, rejected.code)

@@ -51,6 +51,7 @@ def test_non_empty_secret_files_become_variables(tmp_path):
             "POLAR_ACCESS_TOKEN": "",
             "not-a-name": "x",
             "9LIVES": "x",
+            "nats-ca.crt": "-----BEGIN CERTIFICATE-----",
         },
     )
     assert lines[0] == "args: up --role api"
@@ -58,6 +59,7 @@ def test_non_empty_secret_files_become_variables(tmp_path):
     assert "PGPASSWORD=s3cret" in lines
     assert not [line for line in lines if line.startswith("POLAR_ACCESS_TOKEN=")]
     assert not [line for line in lines if line.startswith(("not-a-name=", "9LIVES="))]
+    assert not [line for line in lines if "BEGIN CERTIFICATE" in line]
 
 
 def test_a_variable_already_set_wins_over_its_file(tmp_path):
@@ -65,6 +67,7 @@ def test_a_variable_already_set_wins_over_its_file(tmp_path):
     assert "STRIPE_API_KEY=from-env" in lines
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="init.sh needs openssl")
 def test_init_creates_a_password_and_empty_provider_files_and_keeps_them(tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -75,7 +78,33 @@ def test_init_creates_a_password_and_empty_provider_files_and_keeps_them(tmp_pat
     assert (secrets / "STRIPE_API_KEY").read_text(encoding="utf-8") == ""
     assert (secrets / "STRIPE_API_KEY").stat().st_mode & 0o777 == 0o644
     assert secrets.stat().st_mode & 0o777 == 0o700
+    nats_password = (secrets / "CHECKOUT_NATS_PASSWORD").read_text(encoding="utf-8")
+    assert len(nats_password) == 40
+    assert nats_password.isalpha()  # nats-server reads it as a config value
+    certificate = (secrets / "nats-server.crt").read_bytes()
+    assert b"BEGIN CERTIFICATE" in (secrets / "nats-ca.crt").read_bytes()
+    for key in ("nats-ca.key", "nats-server.key"):
+        assert (secrets / key).stat().st_mode & 0o777 == 0o600, key
     (secrets / "STRIPE_API_KEY").write_text("sk_live_x", encoding="utf-8")
     subprocess.run([str(SH), str(secrets / "init.sh")], capture_output=True, check=True)
     assert (secrets / "PGPASSWORD").read_text(encoding="utf-8") == password
+    assert (secrets / "CHECKOUT_NATS_PASSWORD").read_text(encoding="utf-8") == nats_password
+    assert (secrets / "nats-server.crt").read_bytes() == certificate
     assert (secrets / "STRIPE_API_KEY").read_text(encoding="utf-8") == "sk_live_x"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="init.sh needs openssl")
+def test_init_issues_a_server_certificate_for_the_three_nats_names(tmp_path):
+    from cryptography import x509
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    shutil.copy(DEPLOY / "secrets" / "init.sh", secrets / "init.sh")
+    subprocess.run([str(SH), str(secrets / "init.sh")], capture_output=True, check=True)
+    server = x509.load_pem_x509_certificate((secrets / "nats-server.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((secrets / "nats-ca.crt").read_bytes())
+    server.verify_directly_issued_by(ca)
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"nats-1", "nats-2", "nats-3", "localhost"} <= set(
+        names.get_values_for_type(x509.DNSName)
+    )

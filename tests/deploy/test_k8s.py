@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,16 +18,22 @@ from tests.deploy.support import (
     image_version,
     load_all_yaml,
     load_yaml,
+    nats_authorization,
     nats_blocks,
+    nats_config_for_check,
     nats_routes,
     nats_setting,
     parse_cli,
     settings_from,
     settings_variables,
+    with_secret_variables,
+    write_certificates,
 )
 
 ROLES = {"commands": Role.COMMANDS, "projectors": Role.PROJECTORS, "api": Role.API}
 IMAGE = "checkout-orchestrator"
+NATS_PASSWORD_VARIABLE = "CHECKOUT_NATS_PASSWORD"  # noqa: S105 - a name, not a password
+NATS_TLS_SECRET = "nats-tls"  # noqa: S105 - the Secret's name
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +55,27 @@ def containers(resource: dict[str, Any]) -> list[dict[str, Any]]:
 
 def settings_data(resources) -> dict[str, str]:
     return resources["ConfigMap", "checkout-settings"]["data"]
+
+
+def role_settings(resources, monkeypatch) -> Any:
+    """The settings of a role's pod: the ConfigMap and the Secret's exported files."""
+    secret = resources["Secret", "checkout-secrets"]["stringData"]
+    environment = with_secret_variables(settings_data(resources), list(secret))
+    return settings_from(environment, monkeypatch)
+
+
+def secret_sources(volume: dict[str, Any]) -> dict[str, dict[str, str] | None]:
+    """Secret name -> {key: file} (None: every key) of a secret or projected volume."""
+    if "secret" in volume:
+        sources = [{"name": volume["secret"]["secretName"], **volume["secret"]}]
+    else:
+        sources = [source["secret"] for source in volume["projected"]["sources"]]
+    return {
+        source["name"]: (
+            {item["key"]: item["path"] for item in source["items"]} if "items" in source else None
+        )
+        for source in sources
+    }
 
 
 def test_kustomization_lists_every_manifest():
@@ -88,7 +116,14 @@ def test_every_orchestrator_container_gets_the_settings_and_the_secrets(resource
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert mounts["secrets"] == "/run/secrets", name
-        assert volumes["secrets"]["secret"]["secretName"] == "checkout-secrets"
+        sources = secret_sources(volumes["secrets"])
+        own = sources["checkout-secrets"]
+        if own is not None:  # a selection: the NATS password is always in it
+            assert own[NATS_PASSWORD_VARIABLE] == NATS_PASSWORD_VARIABLE, name
+        if kind == "Deployment":  # the roles connect to NATS: its CA under the settings' name
+            ca_file = PurePosixPath(settings_data(resources)["CHECKOUT_NATS_TLS_CA_FILE"])
+            assert ca_file.parent == PurePosixPath("/run/secrets")
+            assert sources[NATS_TLS_SECRET] == {"ca.crt": ca_file.name}, name
         assert mounts["data"] == settings_data(resources)["CHECKOUT_DATA_DIR"]
         extra = {e["name"]: e["value"] for e in container.get("env", [])}
         assert set(extra) == {"OTEL_SERVICE_NAME"}, name
@@ -106,7 +141,7 @@ def test_settings_names_are_fields_of_the_settings_model(resources):
 
 
 def test_settings_are_those_of_a_3_replica_cluster(resources, monkeypatch):
-    settings = settings_from(settings_data(resources), monkeypatch)
+    settings = role_settings(resources, monkeypatch)
     assert settings.stream_replicas == 3
     assert settings.http_host == "0.0.0.0"  # noqa: S104 - in a pod, on purpose
     nats = resources["StatefulSet", "nats"]
@@ -121,7 +156,7 @@ def test_settings_are_those_of_a_3_replica_cluster(resources, monkeypatch):
 
 
 def test_the_api_service_reaches_the_http_port(resources, monkeypatch):
-    settings = settings_from(settings_data(resources), monkeypatch)
+    settings = role_settings(resources, monkeypatch)
     deployment = resources["Deployment", "checkout-api"]
     (container,) = containers(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -154,9 +189,17 @@ def test_nats_is_a_3_server_statefulset_on_2_12_or_newer(resources):
     assert disruption["spec"]["maxUnavailable"] == 1
 
 
-def test_nats_config_is_valid_clustered_jetstream_with_fsync_always(resources):
+def test_nats_config_is_valid_clustered_jetstream_with_fsync_always(resources, tmp_path):
     text = resources["ConfigMap", "nats-config"]["data"]["nats.conf"]
-    check_nats_config(text, environment={**os.environ, "POD_NAME": "nats-0"})
+    certs = write_certificates(tmp_path)
+    checked = nats_config_for_check(
+        text,
+        {"/etc/nats-tls/tls.crt": certs.server_cert, "/etc/nats-tls/tls.key": certs.server_key},
+    )
+    check_nats_config(
+        checked,
+        environment={**os.environ, "POD_NAME": "nats-0", NATS_PASSWORD_VARIABLE: "pw"},
+    )
     assert nats_setting(text, "server_name") == "$POD_NAME"
     blocks = nats_blocks(text)
     assert nats_setting(blocks["jetstream"], "sync_interval") == "always"
@@ -177,3 +220,39 @@ def test_helm_alternative_has_the_same_durability_and_names(resources):
     assert config["jetstream"]["merge"] == {"sync_interval": "always"}
     text = (K8S / "helm" / "nats-values.yaml").read_text(encoding="utf-8")
     assert "helm install nats " in text, "release 'nats': pods nats-0..2 behind nats-headless"
+
+
+def test_nats_wants_tls_and_the_roles_password(resources, monkeypatch):
+    text = resources["ConfigMap", "nats-config"]["data"]["nats.conf"]
+    nats = resources["StatefulSet", "nats"]
+    spec = nats["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == NATS_TLS_SECRET
+    tls = nats_blocks(text)["tls"]
+    for setting, key in (("cert_file", "tls.crt"), ("key_file", "tls.key")):
+        assert nats_setting(tls, setting) == f"{mounts['tls']}/{key}"
+    settings = role_settings(resources, monkeypatch)
+    assert nats_authorization(text) == [
+        {"user": settings.nats_user or "", "password": f"${NATS_PASSWORD_VARIABLE}"}
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[NATS_PASSWORD_VARIABLE]["valueFrom"]["secretKeyRef"] == {
+        "name": "checkout-secrets",
+        "key": NATS_PASSWORD_VARIABLE,
+    }
+    assert NATS_PASSWORD_VARIABLE in resources["Secret", "checkout-secrets"]["stringData"]
+    assert settings.nats_password is not None
+    assert settings.nats_tls_ca_file is not None
+
+
+def test_helm_alternative_has_the_same_tls_and_user(resources):
+    values = load_yaml(K8S / "helm" / "nats-values.yaml")
+    config = values["config"]
+    assert config["nats"]["tls"] == {"enabled": True, "secretName": NATS_TLS_SECRET}
+    assert config["merge"]["authorization"]["users"] == [
+        {"user": "checkout", "password": f"<< ${NATS_PASSWORD_VARIABLE} >>"}
+    ]
+    reference = values["container"]["env"][NATS_PASSWORD_VARIABLE]["valueFrom"]["secretKeyRef"]
+    assert reference == {"name": "checkout-secrets", "key": NATS_PASSWORD_VARIABLE}
