@@ -56,7 +56,8 @@ class Settler:
             except Exception:  # noqa: BLE001 - a failed round is logged and retried
                 _log.exception("settlement round failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()
 
     async def sweep_once(self) -> int:
         """Expire open sessions past their expiry; returns how many were settled."""

@@ -265,7 +265,8 @@ class Projector:
             wake.clear()
             if linger > 0 and self._buffered(lane) < self._settings.batch_size:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wait_full(lane), linger)
+                    async with asyncio.timeout(linger):
+                        await self._wait_full(lane)
             while True:
                 async with self._locks[lane]:  # per batch, so a partition hand-over gets in
                     batch = self._take(lane)

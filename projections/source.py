@@ -254,7 +254,8 @@ class PartitionReader:
         silence = self._settings.heartbeat * 3
         while not pull.done.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pull.done.wait(), silence)
+                async with asyncio.timeout(silence):  # not wait_for: on 3.11 it can swallow
+                    await pull.done.wait()  # a cancel, and close() would wait forever
             if not pull.done.is_set() and time.monotonic() - pull.last_activity > silence:
                 raise _Restart("no message and no heartbeat")
         if pull.failure is not None:

@@ -66,7 +66,8 @@ class CommitWatch:
         waiters.append(entry)
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout)
+                async with asyncio.timeout(timeout):
+                    await future
         finally:
             waiters.remove(entry)
             if not waiters:

@@ -141,7 +141,8 @@ class Faults:
         if self._released.is_set():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._released.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._released.wait()
 
 
 ErrorResponder = Callable[[int], Response]

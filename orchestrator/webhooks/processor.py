@@ -69,7 +69,8 @@ class WebhookProcessor:
             if handled == 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), idle)
+                    async with asyncio.timeout(idle):
+                        await self._wake.wait()
 
     async def process_due(self) -> int:
         """Process the rows that are due now; returns how many were looked at."""
