@@ -4,12 +4,14 @@
        shape) and checkpoints at 0; ``projection_versions.building_version`` records it;
     2. a projector named ``rebuild:<name>``, pinned to N+1, fills them from sequence 1
        while the live projector keeps writing version N and reads keep using N;
-    3. once N+1 has reached the stream's head, its projector stops and one transaction
-       switches: it takes the projection's switch lock exclusively (waiting for the live
-       batches in flight and holding new ones back), applies to N+1 whatever version N
-       applied since (read from the stream, usually a handful of events), so that N+1's
-       checkpoints are at or past N's in every partition, re-points the view and
-       ``projection_versions`` to N+1, and commits;
+    3. once N+1 has passed the stream's head as it was when the fill began, and trails
+       what N has applied by at most ``SWITCH_GAP`` events (under load the head keeps
+       moving, so "at the head" alone may never be seen), its projector stops and one
+       transaction switches: it takes the projection's switch lock exclusively (waiting
+       for the live batches in flight and holding new ones back), applies to N+1 whatever
+       version N applied since (read from the stream, at most about ``SWITCH_GAP``
+       events), so that N+1's checkpoints are at or past N's in every partition, re-points
+       the view and ``projection_versions`` to N+1, and commits;
     4. the live projector's next batch reads the new active version and continues from
        N+1's checkpoints; version N's tables, checkpoints and parked events are dropped.
 
@@ -38,7 +40,11 @@ from projections.projector import Projector, ProjectorSettings
 from projections.read_models import PROJECTION_NAMES, projection
 from projections.source import EventSource, partition_heads, read_range
 
-__all__ = ["RebuildProgress", "RebuildResult", "rebuild"]
+__all__ = ["SWITCH_GAP", "RebuildProgress", "RebuildResult", "rebuild"]
+
+SWITCH_GAP = 1000
+"""events the fill may trail version N by when it stops; the switch applies them while it
+holds the live projector back"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +106,27 @@ async def _prepare(conn: asyncpg.Connection, name: str, partitions: int) -> tupl
     return old, new
 
 
-async def _reached_head(
-    pool: asyncpg.Pool, nc: NatsClient, source: EventSource, name: str, version: int
-) -> bool:
-    heads = await partition_heads(nc, source)
-    async with pool.acquire() as conn:
-        positions = await read_positions(conn, {name: version}, list(heads))
-    return all(positions.get((name, p), 0) >= head for p, head in heads.items())
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """When the fill may stop: past ``heads`` and at most ``gap`` events behind version N."""
+
+    name: str
+    old: int
+    new: int
+    heads: dict[int, int]
+    partitions: int
+    gap: int
+
+    async def reached(self, pool: asyncpg.Pool) -> bool:
+        partitions = list(range(self.partitions))
+        async with pool.acquire() as conn:
+            built = await read_positions(conn, {self.name: self.new}, partitions)
+            live = await read_positions(conn, {self.name: self.old}, partitions)
+        position = {p: built.get((self.name, p), 0) for p in partitions}
+        if any(position[p] < self.heads.get(p, 0) for p in partitions):
+            return False
+        behind = sum(max(0, live.get((self.name, p), 0) - position[p]) for p in partitions)
+        return behind <= self.gap
 
 
 async def _stream_size(nc: NatsClient, source: EventSource) -> int:
@@ -122,9 +142,8 @@ class _Filling:
         self.applied += outcome.messages
 
 
-async def _fill(  # noqa: PLR0913 - the rebuild's dependencies, passed through
-    name: str,
-    version: int,
+async def _fill(
+    target: _Target,
     *,
     nc: NatsClient,
     pool: asyncpg.Pool,
@@ -140,13 +159,13 @@ async def _fill(  # noqa: PLR0913 - the rebuild's dependencies, passed through
         pool=pool,
         dsn=dsn,
         source=source,
-        bindings=[Binding(projection(name), pinned=version)],
+        bindings=[Binding(projection(target.name), pinned=target.new)],
         settings=settings,
         on_commit=filling.observe,
     )
-    task = asyncio.create_task(projector.run(), name=f"rebuild-{name}")
+    task = asyncio.create_task(projector.run(), name=f"rebuild-{target.name}")
     try:
-        while not await _reached_head(pool, nc, source, name, version):
+        while not await target.reached(pool):
             if task.done():
                 task.result()
             progress(RebuildProgress("filling", filling.applied, await _stream_size(nc, source)))
@@ -207,8 +226,10 @@ async def rebuild(
         settings = ProjectorSettings(
             name=f"rebuild:{name}", batch_size=batch_size, claim_interval=0.2
         )
+        heads = await partition_heads(nc, source)
+        target = _Target(name, old, new, heads, source.partitions, SWITCH_GAP)
         applied = await _fill(
-            name, new, nc=nc, pool=pool, dsn=dsn, source=source, settings=settings,
+            target, nc=nc, pool=pool, dsn=dsn, source=source, settings=settings,
             progress=report, poll=poll,
         )  # fmt: skip
         total = await _stream_size(nc, source)
