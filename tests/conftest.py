@@ -10,7 +10,9 @@ on a shared server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +23,29 @@ import asyncpg
 import pytest
 
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres
+
+# --- the event loop --------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Cancel what a test left running on the session's loop.
+
+    Tests share one event loop; a test that fails mid-way (or is stopped by pytest-timeout)
+    can leave its background tasks (a load, a projector) running, and they would then slow
+    or break every later test. Whatever a test started and did not finish is cancelled here.
+    """
+    before = asyncio.all_tasks()
+    yield
+    leaked = asyncio.all_tasks() - before - {asyncio.current_task()}
+    leaked = {t for t in leaked if not t.done()}
+    for task in leaked:
+        task.cancel()
+    if leaked:
+        names = sorted(t.get_name() for t in leaked)
+        logging.getLogger(__name__).warning("cancelled tasks the test left running: %s", names)
+        await asyncio.wait(leaked, timeout=10)
+
 
 # --- NATS -------------------------------------------------------------------------------------
 

