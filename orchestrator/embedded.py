@@ -349,18 +349,22 @@ class NatsServerAuth:
 @dataclass(frozen=True, slots=True)
 class NatsServerTls:
     """TLS on the client port: this certificate and key; ``verify`` demands client
-    certificates signed by ``ca_file`` (mutual TLS)."""
+    certificates signed by ``ca_file`` (mutual TLS). ``handshake_first``: how long the
+    server waits for a client that starts TLS before the server's INFO (ours do, see
+    ``CHECKOUT_NATS_TLS_HANDSHAKE_FIRST``) before it greets in plain text as usual."""
 
     cert_file: Path
     key_file: Path
     ca_file: Path | None = None
     verify: bool = False
+    handshake_first: str = "300ms"
 
     def config_lines(self) -> list[str]:
         lines = [
             "tls {",
             f"  cert_file: {json.dumps(str(self.cert_file))}",
             f"  key_file: {json.dumps(str(self.key_file))}",
+            f"  handshake_first: {json.dumps(self.handshake_first)}",
         ]
         if self.ca_file is not None:
             lines.append(f"  ca_file: {json.dumps(str(self.ca_file))}")

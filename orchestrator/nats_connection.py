@@ -85,6 +85,13 @@ class NatsConnectKwargs(TypedDict, total=False):
     user_credentials: str
     tls: ssl.SSLContext
     tls_hostname: str
+    tls_handshake_first: bool
+
+
+class _BrokerTls(TypedDict):
+    ssl_context: ssl.SSLContext | None
+    tls_hostname: str | None
+    tls_handshake_first: bool
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -98,6 +105,9 @@ class NatsOptions:
     creds_file: Path | None = None
     tls: ssl.SSLContext | None = None
     tls_hostname: str | None = None
+    tls_handshake_first: bool = False
+    """TLS before the server's INFO: a server that does not speak TLS (an impostor, or a
+    misconfigured one) fails the handshake instead of receiving the credentials in clear"""
 
     def connect_kwargs(self) -> NatsConnectKwargs:
         kwargs = NatsConnectKwargs()
@@ -114,22 +124,27 @@ class NatsOptions:
             kwargs["tls"] = self.tls
         if self.tls_hostname is not None:
             kwargs["tls_hostname"] = self.tls_hostname
+        if self.tls_handshake_first:
+            kwargs["tls_handshake_first"] = True
         return kwargs
 
     def broker_security(self) -> NatsSecurity | None:
         """The same options for FastStream's ``NatsBroker(security=...)``; None: anonymous."""
-        tls, name = self.tls, self.tls_hostname
+        tls = _BrokerTls(
+            ssl_context=self.tls,
+            tls_hostname=self.tls_hostname,
+            tls_handshake_first=self.tls_handshake_first,
+        )
         if self.user is not None and self.password is not None:
-            password = self.password.get_secret_value()
-            return NatsUserPassword(self.user, password, ssl_context=tls, tls_hostname=name)
+            return NatsUserPassword(self.user, self.password.get_secret_value(), **tls)
         if self.token is not None:
-            return NatsToken(self.token.get_secret_value(), ssl_context=tls, tls_hostname=name)
+            return NatsToken(self.token.get_secret_value(), **tls)
         if self.nkey_seed_file is not None:
-            return NatsNKey.from_file(self.nkey_seed_file, ssl_context=tls, tls_hostname=name)
+            return NatsNKey.from_file(self.nkey_seed_file, **tls)
         if self.creds_file is not None:
-            return NatsCredentials.from_file(self.creds_file, ssl_context=tls, tls_hostname=name)
-        if tls is not None or name is not None:
-            return NatsSecurity(ssl_context=tls, tls_hostname=name)
+            return NatsCredentials.from_file(self.creds_file, **tls)
+        if self.tls is not None or self.tls_hostname is not None:
+            return NatsSecurity(**tls)
         return None
 
     def __repr__(self) -> str:
@@ -152,14 +167,16 @@ ANONYMOUS = NatsOptions()
 
 def nats_options(settings: Settings) -> NatsOptions:
     """The connection options the settings ask for (TLS files are read now)."""
+    tls = _tls_context(settings)
     return NatsOptions(
         user=settings.nats_user,
         password=settings.nats_password,
         token=settings.nats_token,
         nkey_seed_file=settings.nats_nkey_seed_file,
         creds_file=settings.nats_creds_file,
-        tls=_tls_context(settings),
+        tls=tls,
         tls_hostname=settings.nats_tls_hostname,
+        tls_handshake_first=tls is not None and settings.nats_tls_handshake_first,
     )
 
 
@@ -203,6 +220,11 @@ def _redact_one(url: str) -> str:
 
 
 _log = logging.getLogger("orchestrator.nats")
+_NO_TLS_FIRST = (
+    "no TLS handshake within the connect timeout. We start TLS before the server's INFO "
+    "(CHECKOUT_NATS_TLS_HANDSHAKE_FIRST): the server needs `handshake_first` in its tls "
+    "block, or it is not a TLS server at all (it got no credentials)"
+)
 _CLOSE_TIMEOUT = 0.5
 _REFUSALS = ("authorization violation", "authentication", "user authentication expired")
 
@@ -231,8 +253,13 @@ async def connect(
     async def on_error(exc: Exception) -> None:
         if state["refused"]:
             return  # the server hung up on us: closing the socket fails too
-        if state["connecting"] and _is_refusal(exc):
-            raise _Refused from exc  # leaves nats-py's connect loop
+        # a TLS-first handshake that times out: the server greets in plain text (nats-py
+        # would then hang closing the half-upgraded socket, see below)
+        no_tls_first = options.tls_handshake_first and isinstance(exc, TimeoutError)
+        if state["connecting"] and (no_tls_first or _is_refusal(exc)):
+            raise _Refused(_NO_TLS_FIRST if no_tls_first else "") from exc  # leaves the loop
+        if no_tls_first:
+            _log.error(_NO_TLS_FIRST)
         _log.error("nats: %s", exc.__class__.__name__, exc_info=exc)
 
     try:
@@ -251,7 +278,7 @@ async def connect(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await nc.close()
-        cause = refused.__cause__
-        raise NatsRefused(f"NATS refused the connection ({options!r}): {cause!r}") from cause
+        cause, hint = refused.__cause__, f" {refused}" if str(refused) else ""
+        raise NatsRefused(f"NATS refused the connection ({options!r}): {cause!r}{hint}") from cause
     state["connecting"] = False
     return nc

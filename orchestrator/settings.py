@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     nats_tls_cert_file: Path | None = Field(default=None, description="client cert (mTLS)")
     nats_tls_key_file: Path | None = Field(default=None, description="its private key")
     nats_tls_hostname: str | None = Field(default=None, description="name the certs carry")
+    nats_tls_handshake_first: bool = Field(
+        default=True,
+        description="with TLS set: start TLS before the server speaks, so a plain-text server "
+        "never gets the credentials (the server needs tls { handshake_first })",
+    )
 
     # -- projections: read models, projectors, query API -----------------------------------
     http_host: str = "127.0.0.1"

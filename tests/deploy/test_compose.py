@@ -189,6 +189,7 @@ def test_nats_wants_tls_and_the_roles_password(node, services, monkeypatch):
     mounted = {f"/run/secrets/{name}" for name in services[node]["secrets"]}
     assert nats_setting(tls, "cert_file") in mounted
     assert nats_setting(tls, "key_file") in mounted
+    assert nats_setting(tls, "handshake_first") == "300ms"  # our clients start TLS first
     assert nats_authorization(text) == [
         {"user": "checkout", "password": f"${NATS_PASSWORD_VARIABLE}"}
     ]

@@ -233,6 +233,7 @@ def test_nats_wants_tls_and_the_roles_password(resources, monkeypatch):
     tls = nats_blocks(text)["tls"]
     for setting, key in (("cert_file", "tls.crt"), ("key_file", "tls.key")):
         assert nats_setting(tls, setting) == f"{mounts['tls']}/{key}"
+    assert nats_setting(tls, "handshake_first") == "300ms"  # our clients start TLS first
     settings = role_settings(resources, monkeypatch)
     assert nats_authorization(text) == [
         {"user": settings.nats_user or "", "password": f"${NATS_PASSWORD_VARIABLE}"}
@@ -250,7 +251,11 @@ def test_nats_wants_tls_and_the_roles_password(resources, monkeypatch):
 def test_helm_alternative_has_the_same_tls_and_user(resources):
     values = load_yaml(K8S / "helm" / "nats-values.yaml")
     config = values["config"]
-    assert config["nats"]["tls"] == {"enabled": True, "secretName": NATS_TLS_SECRET}
+    assert config["nats"]["tls"] == {
+        "enabled": True,
+        "secretName": NATS_TLS_SECRET,
+        "merge": {"handshake_first": "300ms"},
+    }
     assert config["merge"]["authorization"]["users"] == [
         {"user": "checkout", "password": f"<< ${NATS_PASSWORD_VARIABLE} >>"}
     ]

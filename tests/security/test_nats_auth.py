@@ -10,7 +10,9 @@ log record, an error message or a repr.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +25,8 @@ from typing import Any
 import nacl.signing
 import nkeys
 import pytest
+from faststream.nats.security import NatsSecurity
+from nats.errors import Error as NatsError
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr, ValidationError
 
@@ -33,6 +37,7 @@ from orchestrator.nats_connection import (
     NatsOptions,
     NatsRefused,
     NatsTlsError,
+    connect,
     nats_options,
     redact_url,
 )
@@ -316,6 +321,59 @@ async def test_a_client_without_the_right_credentials_gets_nothing(
     assert await stored_messages(server) == before
 
 
+class Impostor:
+    """A plain-text "NATS server" at a known address: it greets like one (an INFO without
+    ``tls_required``) and keeps whatever the client sends."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._greet, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"nats://127.0.0.1:{port}"
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _greet(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        info = {"server_id": "impostor", "version": "2.15.1", "proto": 1, "auth_required": True}
+        writer.write(b"INFO " + json.dumps(info).encode() + b"\r\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            while chunk := await reader.read(65536):
+                self.received += chunk
+        writer.close()
+
+
+async def test_with_tls_set_a_plain_text_impostor_never_gets_the_password(certs):
+    """nats-py upgrades to TLS only when the server's INFO asks for it, so a client that
+    reads INFO first sends its CONNECT (password included) in clear to a server that does
+    not ask. With TLS configured, ours start TLS first: the impostor gets a ClientHello and
+    nothing else. (Turning that off, the default of nats-py, leaks the password.)"""
+    with_tls = {"nats_user": USER, "nats_password": PASSWORD, "nats_tls_ca_file": certs.ca}
+    impostor = Impostor()
+    async with impostor as url:
+        settings = Settings(**with_tls)
+        with pytest.raises(NatsRefused, match="handshake_first"):
+            await connect([url], name="t", options=nats_options(settings), connect_timeout=1)
+    assert impostor.received.startswith(b"\x16\x03"), bytes(impostor.received[:8])  # ClientHello
+    assert PASSWORD.encode() not in impostor.received
+
+    # what the setting prevents: INFO first, and the impostor reads the password
+    impostor = Impostor()
+    async with impostor as url:
+        settings = Settings(**with_tls, nats_tls_handshake_first=False)
+        with pytest.raises((NatsError, TimeoutError)):  # it never answers PONG
+            await connect(
+                [url], name="t", options=nats_options(settings), connect_timeout=1,
+                max_reconnect_attempts=1,
+            )  # fmt: skip
+    assert PASSWORD.encode() in impostor.received
+
+
 # --- secrets stay secret ---------------------------------------------------------------------
 
 
@@ -424,7 +482,14 @@ def test_each_method_maps_to_nats_py_and_faststream(tmp_path, certs):
         "token": ({"nats_token": TOKEN}, {"token"}),
         "nkey": ({"nats_nkey_seed_file": tmp_path / "u.nk"}, {"nkeys_seed"}),
         "creds": ({"nats_creds_file": creds}, {"user_credentials"}),
-        "tls": ({"nats_tls_ca_file": certs.ca, "nats_tls_hostname": "n"}, {"tls", "tls_hostname"}),
+        "tls": (
+            {"nats_tls_ca_file": certs.ca, "nats_tls_hostname": "n"},
+            {"tls", "tls_hostname", "tls_handshake_first"},
+        ),
+        "tls, INFO first": (
+            {"nats_tls_ca_file": certs.ca, "nats_tls_handshake_first": False},
+            {"tls"},
+        ),
     }
     for name, (overrides, keys) in cases.items():
         options = nats_options(Settings(**overrides))
@@ -436,6 +501,12 @@ def test_each_method_maps_to_nats_py_and_faststream(tmp_path, certs):
     }
     assert NatsOptions().connect_kwargs() == {}
     assert NatsOptions().broker_security() is None
+    with_tls = nats_options(
+        Settings(nats_user=USER, nats_password=PASSWORD, nats_tls_ca_file=certs.ca)
+    )
+    security = with_tls.broker_security()
+    assert isinstance(security, NatsSecurity)
+    assert security.tls_handshake_first  # the command service's broker starts TLS first too
 
 
 def test_urls_are_redacted_in_messages():
