@@ -129,6 +129,19 @@ class SteadyLoad:
         self._ticker = asyncio.create_task(self._tick(), name="steady-load")
         return self
 
+    def figures(self) -> dict[str, Any]:
+        """What the load did, for :func:`report`."""
+        ledger = self.ledger
+        return {
+            "commands_sent": self.sent,
+            "accepted": len(ledger.accepted),
+            "rejected": len(ledger.rejected),
+            "given_up": len(ledger.given_up),
+            "commands_retried_by_the_client": ledger.retried_commands,
+            "failed_tries": dict(ledger.failed_tries),
+            "answered_as_duplicate": ledger.duplicates,
+        }
+
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
 

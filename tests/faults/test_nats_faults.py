@@ -98,13 +98,7 @@ async def test_nats_sigkill_under_command_load_loses_and_doubles_nothing(
         "nats-server SIGKILL under command load (file store, sync_interval always)",
         injected=f"SIGKILL after {accepted_before} accepted commands; down {DOWN_FOR:.1f} s; "
         f"restarted on the same store ({restarted_at - killed_at:.2f} s after the kill)",
-        commands_sent=load.sent,
-        accepted=len(ledger.accepted),
-        rejected=len(ledger.rejected),
-        given_up=len(ledger.given_up),
-        commands_retried_by_the_client=ledger.retried_commands,
-        failed_tries=dict(ledger.failed_tries),
-        answered_as_duplicate=ledger.duplicates,
+        **load.figures(),
         first_accepted_after_restart_s=recover_seconds,
         command_latency_p50_p99_max_s=f"{percentile(latencies, 0.5):.3f} / "
         f"{percentile(latencies, 0.99):.3f} / {latencies[-1]:.3f}",
