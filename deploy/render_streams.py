@@ -2,7 +2,7 @@
 """Render the JetStream stream and consumer configuration of a deployment, from the code.
 
 The orchestrator creates (and checks) its streams itself at start-up
-(``orchestrator.streams.ensure_streams``); these files are the same configuration as
+(``orchestrator.jetstream.streams.ensure_streams``); these files are the same configuration as
 reviewable JSON, in the JetStream API's own format, for operators who create the streams
 ahead of the orchestrator (``nats stream add --config``, ``nats consumer add --config``) and
 for review. They are generated, never edited by hand:
@@ -10,8 +10,9 @@ for review. They are generated, never edited by hand:
     python deploy/render_streams.py --replicas 3            # rewrite deploy/nats/streams/
     python deploy/render_streams.py --replicas 3 --check    # exit 1 if they drifted
 
-Sources: ``events_stream_config`` / ``commands_stream_config`` (``orchestrator.streams``) and
-the durable consumer that ``orchestrator.command_service`` subscribes with, read from the
+Sources: ``events_stream_config`` / ``commands_stream_config``
+(``orchestrator.jetstream.streams``) and
+the durable consumer that ``orchestrator.jetstream.command_service`` subscribes with, read from the
 FastStream subscriber it registers. Names are the defaults of ``orchestrator.settings``
 (``CHECKOUT`` / ``CHECKOUT_COMMANDS``); the environment is not read, so the output is the
 same everywhere. ``tests/deploy/test_streams_as_code.py`` fails when the committed files and
@@ -32,9 +33,13 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig
 
-from orchestrator.command_service import DURABLE, register_command_service
-from orchestrator.handling import CommandHandler
-from orchestrator.streams import StreamLayout, commands_stream_config, events_stream_config
+from orchestrator.jetstream.command_service import DURABLE, register_command_service
+from orchestrator.jetstream.streams import (
+    StreamLayout,
+    commands_stream_config,
+    events_stream_config,
+)
+from orchestrator.services.handling import CommandHandler
 
 __all__ = ["command_consumer_config", "render", "render_layout", "rendered_files"]
 

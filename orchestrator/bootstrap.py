@@ -12,12 +12,11 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import nats
@@ -28,33 +27,32 @@ from nats.aio.client import Client as NatsClient
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from ulid import ULID
 
-from events import CheckoutEvent, EventMetadata
 from events.values import Provider
-from orchestrator.api_keys import ApiKeys
 from orchestrator.client import CheckoutClient, nats_servers
-from orchestrator.closing import ProviderCloser
-from orchestrator.command_service import register_command_service, upgrade_consumer
-from orchestrator.create_flow import CreateFlow
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from orchestrator.errors import StoreUnavailable
-from orchestrator.event_store import EventStore
-from orchestrator.handling import CommandHandler
-from orchestrator.http_api import add_command_routes, add_webhook_routes
-from orchestrator.http_guard import HttpGuard, document_auth
-from orchestrator.nats_connection import (
+from orchestrator.http.api import add_command_routes, add_webhook_routes
+from orchestrator.http.api_keys import ApiKeys
+from orchestrator.http.guard import HttpGuard, document_auth
+from orchestrator.jetstream.command_service import register_command_service, upgrade_consumer
+from orchestrator.jetstream.connection import (
     ANONYMOUS,
     NatsOptions,
     NatsRefused,
     nats_options,
     redact_url,
 )
-from orchestrator.nats_connection import connect as nats_connect
+from orchestrator.jetstream.connection import connect as nats_connect
+from orchestrator.jetstream.event_store import EventStore
+from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.providers.base import PaymentProvider
 from orchestrator.routing.health import BreakerPolicy, HealthBoard
 from orchestrator.routing.rules import load_rules
+from orchestrator.services.closing import ProviderCloser
+from orchestrator.services.create_flow import CreateFlow
+from orchestrator.services.handling import CommandHandler
+from orchestrator.services.settlement import Settler
 from orchestrator.settings import Settings
-from orchestrator.settlement import Settler
-from orchestrator.streams import StreamLayout, ensure_streams
 from orchestrator.telemetry import Telemetry, build_telemetry
 from orchestrator.webhooks.inbox import WebhookInbox
 from orchestrator.webhooks.processor import WebhookProcessor
@@ -74,7 +72,6 @@ __all__ = [
     "Gateway",
     "Orchestrator",
     "ReadSide",
-    "Scratch",
     "connect_nats",
     "event_source",
     "gateway",
@@ -83,7 +80,6 @@ __all__ = [
     "projector_settings",
     "read_endpoints",
     "read_side",
-    "scratch",
     "servers",
     "telemetry_for",
     "utc_now",
@@ -325,7 +321,7 @@ async def read_side(
     telemetry: Telemetry | None = None,
 ) -> AsyncIterator[ReadSide]:
     """Migrated database, the projector running and the query API served, until exit."""
-    from orchestrator.sandbox.server import SandboxServer  # noqa: PLC0415 - only when serving
+    from orchestrator.http.server import HttpServer  # noqa: PLC0415 - only when serving
 
     await migrate(endpoints.database_url, also=("orchestrator",))
     async with AsyncExitStack() as stack:
@@ -358,9 +354,7 @@ async def read_side(
             stack.push_async_callback(_cancelled, task)
         http_url = None
         if serve_http:
-            server = SandboxServer(
-                create_app(reads), host=settings.http_host, port=settings.http_port
-            )
+            server = HttpServer(create_app(reads), host=settings.http_host, port=settings.http_port)
             await stack.enter_async_context(server)
             http_url = server.base_url
         yield ReadSide(nc, pool, reads, projector, http_url)
@@ -389,7 +383,7 @@ async def gateway(
     clock: Callable[[], datetime] = utc_now,
 ) -> AsyncIterator[Gateway]:
     """One HTTP app (queries, commands, webhooks), the inbox worker and the settler."""
-    from orchestrator.sandbox.server import SandboxServer  # noqa: PLC0415 - only when serving
+    from orchestrator.http.server import HttpServer  # noqa: PLC0415 - only when serving
 
     async with AsyncExitStack() as stack:
         client = await CheckoutClient.connect(
@@ -415,7 +409,7 @@ async def gateway(
         )
         app.add_middleware(HttpGuard, keys=keys)
         document_auth(app, required=keys is not None)
-        server = SandboxServer(app, host=settings.http_host, port=settings.http_port)
+        server = HttpServer(app, host=settings.http_host, port=settings.http_port)
         await stack.enter_async_context(server)
         stop = asyncio.Event()
         for name, job in (
@@ -431,86 +425,3 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-@dataclass(frozen=True, slots=True)
-class Scratch:
-    """A throw-away stream and database on the real servers, for measurements."""
-
-    nc: NatsClient
-    pool: asyncpg.Pool
-    dsn: str
-    nats_url: str
-    layout: StreamLayout
-    append: Callable[[str, Sequence[CheckoutEvent], int], Awaitable[int]]
-
-    @property
-    def source(self) -> EventSource:
-        layout = self.layout
-        return EventSource(layout.events_stream, layout.events_prefix, layout.partitions)
-
-    def environment(self) -> dict[str, str]:
-        """Settings (environment variables) of a process working on this scratch."""
-        layout = self.layout
-        return {
-            "NATS_URL": self.nats_url,
-            "DATABASE_URL": self.dsn,
-            "CHECKOUT_EVENTS_STREAM": layout.events_stream,
-            "CHECKOUT_EVENTS_PREFIX": layout.events_prefix,
-            "CHECKOUT_COMMANDS_STREAM": layout.commands_stream,
-            "CHECKOUT_COMMANDS_PREFIX": layout.commands_prefix,
-            "CHECKOUT_PARTITIONS": str(layout.partitions),
-        }
-
-
-def _scratch_dsn(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-@asynccontextmanager
-async def scratch(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Scratch]:
-    """A unique stream (appended through the real event store) and a fresh database."""
-    tag = new_ulid()[-10:].lower()
-    layout = StreamLayout(
-        events_stream=f"MEASURE_{tag}",
-        events_prefix=f"measure{tag}.events",
-        partitions=settings.partitions,
-        commands_stream=f"MEASURE_C_{tag}",
-        commands_prefix=f"measure{tag}.commands",
-    )
-    admin = await asyncpg.connect(endpoints.database_url)
-    database = f"measure_{tag}"
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    dsn = _scratch_dsn(endpoints.database_url, database)
-    async with AsyncExitStack() as stack:
-        stack.push_async_callback(admin.close)
-        stack.push_async_callback(admin.execute, f'DROP DATABASE "{database}" WITH (FORCE)')
-        nc = await connect_nats(endpoints.nats_url, "checkout-measure", nats_options(settings))
-        stack.push_async_callback(nc.drain)
-        await ensure_streams(nc, layout)
-        js = nc.jetstream()
-        stack.push_async_callback(js.delete_stream, layout.commands_stream)
-        stack.push_async_callback(js.delete_stream, layout.events_stream)
-        store = EventStore(nc, layout, timeout=settings.store_timeout_seconds)
-        stack.push_async_callback(store.close)
-        await migrate(dsn)
-        pool = await open_pool(dsn, settings)
-        stack.push_async_callback(pool.close)
-
-        async def append(sid: str, events: Sequence[CheckoutEvent], version: int) -> int:
-            command = new_ulid()
-            metadata = [
-                EventMetadata(
-                    event_id=new_ulid(),
-                    command_id=command,
-                    correlation_id=command,
-                    causation_id=command,
-                    occurred_at=utc_now(),
-                )
-                for _ in events
-            ]
-            result = await store.append(sid, events, metadata, expected_version=version)
-            return result.last_sequence
-
-        yield Scratch(nc, pool, dsn, endpoints.nats_url, layout, append)

@@ -27,11 +27,11 @@ from ulid import ULID
 from events.codec import decode
 from events.envelope import RecordedEvent
 from events.subjects import partition_of, session_filter
-from orchestrator.event_store import EventStore
-from orchestrator.nats_connection import ANONYMOUS, NatsOptions
-from orchestrator.nats_connection import connect as nats_connect
-from orchestrator.streams import StreamLayout
-from orchestrator.wire import (
+from orchestrator.jetstream.connection import ANONYMOUS, NatsOptions
+from orchestrator.jetstream.connection import connect as nats_connect
+from orchestrator.jetstream.event_store import EventStore
+from orchestrator.jetstream.streams import StreamLayout
+from orchestrator.jetstream.wire import (
     COMMAND_ID,
     CORRELATION_ID,
     REPLY_TO,

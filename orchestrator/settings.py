@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.subjects import DEFAULT_PARTITIONS
-from orchestrator.streams import StreamLayout
+from orchestrator.jetstream.streams import StreamLayout
 
 __all__ = ["NatsSettingsError", "Settings"]
 

@@ -29,14 +29,6 @@ from projections.errors import (
     SessionNotFound,
 )
 from projections.fold import Core, Lifecycle, SessionState, Unapplicable, advance, apply, fold
-from projections.measure import (
-    CatchUp,
-    Lag,
-    load_sessions,
-    measure_catch_up,
-    measure_lag,
-    observe_catch_up,
-)
 from projections.migrate import migrate
 from projections.ownership import owners
 from projections.projector import Projector, ProjectorSettings
@@ -60,14 +52,12 @@ __all__ = [
     "PROJECTION_NAMES",
     "BatchOutcome",
     "Binding",
-    "CatchUp",
     "CheckoutSession",
     "CommitWatch",
     "ConsistencyTimeout",
     "Core",
     "EventSource",
     "InvalidQuery",
-    "Lag",
     "Lifecycle",
     "MigrationError",
     "Projection",
@@ -101,11 +91,7 @@ __all__ = [
     "create_app",
     "fold",
     "live_bindings",
-    "load_sessions",
-    "measure_catch_up",
-    "measure_lag",
     "migrate",
-    "observe_catch_up",
     "owners",
     "read_all",
     "rebuild",

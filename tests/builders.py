@@ -16,7 +16,7 @@ from events import (
     RoutingExplanation,
 )
 from events.catalog import CheckoutEvent
-from orchestrator.streams import StreamLayout
+from orchestrator.jetstream.streams import StreamLayout
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 _ids = count(1)

@@ -29,11 +29,12 @@ import nats
 from nats.aio.client import Client as NatsClient
 from ulid import ULID
 
+from bench.workload import drive, lifecycle, session_ids
 from events import EventMetadata, encode
 from events.catalog import CheckoutEvent, CheckoutRequested, CheckoutRouted, RoutingExplanation
 from events.values import Mode, Provider, RequestedAmount
-from orchestrator.event_store import EventStore
-from orchestrator.streams import StreamLayout, ensure_streams
+from orchestrator.jetstream.event_store import EventStore
+from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from projections.checkpoints import Binding
 from projections.fold import SessionState, apply
 from projections.migrate import migrate
@@ -45,7 +46,6 @@ from projections.read_models import sessions as sessions_model
 from projections.read_models.daily_totals import totals_of
 from projections.source import EventSource, StreamMessage, read_all
 from projections.status import wait_caught_up
-from projections.workload import drive, lifecycle, session_ids
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

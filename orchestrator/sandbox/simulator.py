@@ -41,8 +41,8 @@ from fastapi import APIRouter, Body, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import Response
 
+from orchestrator.http.server import HttpServer
 from orchestrator.sandbox.faults import CONTROL_PREFIX, FaultMiddleware, FaultPlan, Faults
-from orchestrator.sandbox.server import SandboxServer
 from orchestrator.sandbox.webhooks import Delivery, RetryPolicy, Signer, WebhookSender
 
 __all__ = ["Clock", "DriveRequest", "DriveResult", "Simulator", "SimulatorError"]
@@ -107,7 +107,7 @@ class Simulator(ABC):
         self.webhooks = WebhookSender(self.faults, url=webhook_url, retry=retry or RetryPolicy())
         self._host = "127.0.0.1"
         self._port = port
-        self._server: SandboxServer | None = None
+        self._server: HttpServer | None = None
 
     # --- what a provider simulator implements ---------------------------------------------
 
@@ -165,7 +165,7 @@ class Simulator(ABC):
 
     async def start(self) -> None:
         self.faults.rearm()
-        server = SandboxServer(self.app, host=self._host, port=self._port)
+        server = HttpServer(self.app, host=self._host, port=self._port)
         await server.start()
         self._server = server
         self._port = server.port  # a restart (outage, recovery) keeps the base URL

@@ -25,8 +25,8 @@ from nats.aio.client import Client
 from orchestrator.cli import app
 from orchestrator.embedded import find_nats_server
 from orchestrator.errors import InfrastructureError
+from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.settings import Settings
-from orchestrator.streams import StreamLayout, ensure_streams
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -17,9 +17,9 @@ from orchestrator.bootstrap import Endpoints, connect_nats
 from orchestrator.cli import Role, _serve
 from orchestrator.client import CheckoutClient
 from orchestrator.embedded import EmbeddedNatsCluster
-from orchestrator.event_store import EventStore
+from orchestrator.jetstream.event_store import EventStore
+from orchestrator.jetstream.streams import StreamLayout
 from orchestrator.settings import Settings
-from orchestrator.streams import StreamLayout
 from tests.builders import lifecycle, metadata, new_session_id
 from tests.deploy.support import ensure_streams_on_new_cluster
 

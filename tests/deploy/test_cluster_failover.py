@@ -24,8 +24,8 @@ from events.catalog import CheckoutEvent
 from events.envelope import EventMetadata
 from orchestrator.embedded import EmbeddedNats, EmbeddedNatsCluster
 from orchestrator.errors import ConcurrencyConflict, StoreUnavailable
-from orchestrator.event_store import DuplicateCommand, EventStore, SessionHistory
-from orchestrator.streams import StreamLayout
+from orchestrator.jetstream.event_store import DuplicateCommand, EventStore, SessionHistory
+from orchestrator.jetstream.streams import StreamLayout
 from tests.builders import lifecycle, metadata, new_session_id
 from tests.deploy.support import ensure_streams_on_new_cluster
 

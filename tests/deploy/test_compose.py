@@ -19,7 +19,7 @@ import pytest
 from orchestrator.bootstrap import connect_nats
 from orchestrator.cli import Role
 from orchestrator.embedded import EmbeddedNats, NatsServerAuth, NatsServerTls
-from orchestrator.nats_connection import NatsRefused, nats_options
+from orchestrator.jetstream.connection import NatsRefused, nats_options
 from tests.deploy.support import (
     DEPLOY,
     MIN_NATS,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from orchestrator.bootstrap import Endpoints
 from orchestrator.cli import Role, _serve, app
-from orchestrator.command_service import DURABLE
+from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.settings import Settings
 from tests.builders import layout_for
 

@@ -1,7 +1,8 @@
 """deploy/nats/streams/*.json are generated from the code and never drift from it.
 
 The committed files must equal what ``deploy/render_streams.py`` renders from
-``orchestrator.streams`` and ``orchestrator.command_service``; and what those functions
+``orchestrator.jetstream.streams`` and ``orchestrator.jetstream.command_service``; and what
+those functions
 render must be what the running orchestrator really creates on a server.
 """
 
@@ -15,9 +16,9 @@ import pytest
 from nats.js.api import StreamConfig
 
 from orchestrator.bootstrap import orchestrator
-from orchestrator.command_service import DURABLE
+from orchestrator.jetstream.command_service import DURABLE
+from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.settings import Settings
-from orchestrator.streams import StreamLayout, ensure_streams
 from tests.builders import layout_for
 from tests.deploy.support import DEPLOY, STREAMS, load_script
 

@@ -25,11 +25,11 @@ from events.envelope import RecordedEvent
 from events.values import Provider
 from orchestrator.bootstrap import Endpoints, Gateway, gateway, orchestrator, read_side
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
-from orchestrator.event_store import EventStore
+from orchestrator.jetstream.event_store import EventStore
+from orchestrator.jetstream.streams import StreamLayout
 from orchestrator.providers.base import PaymentProvider
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.settings import Settings
-from orchestrator.streams import StreamLayout
 from tests.integration.test_commands import settings_for
 
 T = TypeVar("T")

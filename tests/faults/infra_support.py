@@ -29,8 +29,8 @@ from nats.aio.client import Client as NatsClient
 from ulid import ULID
 
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
+from orchestrator.jetstream.wire import COMMAND_ID, AcceptedReply
 from orchestrator.sandbox.fleet import SandboxFleet
-from orchestrator.wire import COMMAND_ID, AcceptedReply
 from projections.source import EventSource, StreamMessage, read_all
 
 CREATED_TYPES = ["requested", "routed", "provider_session_opened"]

@@ -24,8 +24,8 @@ import pytest
 
 from orchestrator.bootstrap import orchestrator
 from orchestrator.client import CheckoutClient
-from orchestrator.command_service import DURABLE
 from orchestrator.embedded import EmbeddedNatsCluster
+from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.sandbox.fleet import SandboxFleet
 from projections.source import EventSource
 from tests.deploy.support import ensure_streams_on_new_cluster

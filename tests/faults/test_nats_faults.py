@@ -23,8 +23,8 @@ import pytest
 
 from orchestrator.bootstrap import orchestrator
 from orchestrator.client import CheckoutClient, CommandPending
-from orchestrator.command_service import DURABLE
 from orchestrator.embedded import EmbeddedNats
+from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.sandbox.fleet import SandboxFleet
 from projections.source import EventSource
 from tests.faults.infra_support import (

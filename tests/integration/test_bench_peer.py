@@ -1,4 +1,4 @@
-"""The benchmark's peer (`orchestrator.bench.peer`): eventsourcing writes and projects our
+"""The benchmark's peer (`bench.peer`): eventsourcing writes and projects our
 session workload, against a real PostgreSQL, at a tiny scale."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import asyncpg
 
-from orchestrator.bench.peer import EVENTS_PER_SESSION, project_sessions, write_sessions
+from bench.peer import EVENTS_PER_SESSION, project_sessions, write_sessions
 
 SESSIONS = 50
 

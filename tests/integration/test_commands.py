@@ -14,11 +14,11 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from orchestrator.bootstrap import orchestrator
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
-from orchestrator.command_service import DURABLE
+from orchestrator.jetstream.command_service import DURABLE
+from orchestrator.jetstream.streams import ensure_streams
+from orchestrator.jetstream.wire import COMMAND_ID, REPLY_TO, parse_reply
 from orchestrator.settings import Settings
-from orchestrator.streams import ensure_streams
 from orchestrator.telemetry import build_telemetry
-from orchestrator.wire import COMMAND_ID, REPLY_TO, parse_reply
 from tests.builders import layout_for, new_session_id
 
 

@@ -9,8 +9,8 @@ import nats
 import pytest
 
 from orchestrator.errors import ConcurrencyConflict, StreamMisconfigured, UnsupportedServer
-from orchestrator.event_store import DuplicateCommand, EventStore
-from orchestrator.streams import ensure_streams, events_stream_config
+from orchestrator.jetstream.event_store import DuplicateCommand, EventStore
+from orchestrator.jetstream.streams import ensure_streams, events_stream_config
 from tests.builders import layout_for, lifecycle, metadata, new_session_id, requested
 
 
@@ -68,7 +68,7 @@ async def test_a_server_older_than_2_12_is_refused_with_a_clear_message():
 
 
 def layout_for_defaults():
-    from orchestrator.streams import StreamLayout
+    from orchestrator.jetstream.streams import StreamLayout
 
     return StreamLayout(events_stream="NEVER_CREATED", commands_stream="NEVER_CREATED_C")
 

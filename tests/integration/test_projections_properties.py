@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.workload import lifecycle
 from projections import live_bindings
 from projections.batch import apply_batch
 from projections.read_models import all_projections
-from projections.workload import lifecycle
 from tests.projections_support import T0, actual_from, projection_env
 
 _examples = itertools.count()

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from events.values import Customer, Mode, PaymentStatus, Provider, RequestedAmount, SessionStatus
 from events.values import SessionUrls as Urls
+from orchestrator.http.server import HttpServer
 from orchestrator.providers.base import (
     OpenRequest,
     ProviderRejected,
@@ -24,7 +25,6 @@ from orchestrator.providers.base import (
 from orchestrator.providers.kong.client import KongConfig, KongProvider
 from orchestrator.providers.stripe.client import StripeConfig
 from orchestrator.sandbox.kong_sim import KongSimulator
-from orchestrator.sandbox.server import SandboxServer
 from orchestrator.sandbox.stripe_sim import StripeSimulator
 
 TOKEN = "kpat_test_token"  # noqa: S105 - the simulator's test token
@@ -45,7 +45,7 @@ class StripeInbox:
 @pytest.fixture
 async def inbox() -> AsyncIterator[tuple[StripeInbox, str]]:
     box = StripeInbox()
-    async with SandboxServer(box.app) as server:
+    async with HttpServer(box.app) as server:
         yield box, f"{server.base_url}/hook"
 
 

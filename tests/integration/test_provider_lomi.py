@@ -24,6 +24,7 @@ from events.values import (
     SessionStatus,
     SessionUrls,
 )
+from orchestrator.http.server import HttpServer
 from orchestrator.providers.base import (
     OpenRequest,
     PaymentProvider,
@@ -35,7 +36,6 @@ from orchestrator.providers.base import (
 from orchestrator.providers.lomi import transformers
 from orchestrator.providers.lomi.client import LomiConfig, LomiProvider
 from orchestrator.sandbox.lomi_sim import LomiSimulator
-from orchestrator.sandbox.server import SandboxServer
 
 API_KEY = "lomi_sk_test_sandbox"
 SECRET = "lomi_whsec_sandbox_secret"  # noqa: S105 - the simulator's own
@@ -71,7 +71,7 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
-    async with SandboxServer(receiver.app()) as server:
+    async with HttpServer(receiver.app()) as server:
         receiver.url = f"{server.base_url}/webhooks/lomi"
         yield receiver
 

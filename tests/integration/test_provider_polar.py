@@ -25,6 +25,7 @@ from events.values import (
     SessionStatus,
     SessionUrls,
 )
+from orchestrator.http.server import HttpServer
 from orchestrator.providers.base import (
     OpenRequest,
     PaymentProvider,
@@ -35,7 +36,6 @@ from orchestrator.providers.base import (
 )
 from orchestrator.providers.polar.client import PolarConfig, PolarProvider
 from orchestrator.sandbox.polar_sim import PolarCatalog, PolarSimulator
-from orchestrator.sandbox.server import SandboxServer
 from orchestrator.sandbox.simulator import DriveRequest
 
 TOKEN = "polar_oat_sandbox_token"  # noqa: S105 - the simulator's own
@@ -75,7 +75,7 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
-    async with SandboxServer(receiver.app()) as server:
+    async with HttpServer(receiver.app()) as server:
         receiver.url = f"{server.base_url}/webhooks/polar"
         yield receiver
 

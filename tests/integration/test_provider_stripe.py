@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from starlette.responses import Response
 
 from events.values import LineItem, Mode, PaymentStatus, RequestedAmount, SessionStatus, SessionUrls
+from orchestrator.http.server import HttpServer
 from orchestrator.providers.base import (
     OpenRequest,
     ProviderRejected,
@@ -24,7 +25,6 @@ from orchestrator.providers.base import (
     WebhookRejected,
 )
 from orchestrator.providers.stripe.client import FormBodyHTTPXClient, StripeConfig, StripeProvider
-from orchestrator.sandbox.server import SandboxServer
 from orchestrator.sandbox.simulator import DriveRequest
 from orchestrator.sandbox.stripe_sim import StripeSimulator
 
@@ -51,7 +51,7 @@ class Inbox:
 @pytest.fixture
 async def inbox() -> AsyncIterator[tuple[Inbox, str]]:
     box = Inbox()
-    async with SandboxServer(box.app) as server:
+    async with HttpServer(box.app) as server:
         yield box, f"{server.base_url}/webhooks/stripe"
 
 

@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.http.server import HttpServer
 from orchestrator.sandbox.faults import Faults
-from orchestrator.sandbox.server import SandboxServer
 from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
 from orchestrator.sandbox.webhooks import RetryPolicy
 
@@ -91,7 +91,7 @@ async def test_server_serves_on_a_free_port_and_stops() -> None:
     async def ping() -> dict[str, bool]:
         return {"pong": True}
 
-    async with SandboxServer(app) as server:
+    async with HttpServer(app) as server:
         assert server.base_url.startswith("http://127.0.0.1:")
         async with httpx.AsyncClient() as client:
             response = await client.get(f"{server.base_url}/ping")
@@ -105,7 +105,7 @@ async def test_server_serves_on_a_free_port_and_stops() -> None:
 async def test_control_routes_drive_and_count() -> None:
     receiver = Receiver()
     async with (
-        SandboxServer(receiver.app) as hook_server,
+        HttpServer(receiver.app) as hook_server,
         ToySimulator() as sim,
         httpx.AsyncClient(base_url=sim.base_url) as client,
     ):
@@ -186,7 +186,7 @@ async def test_webhooks_retry_then_deliver_and_redeliver_resigns() -> None:
     receiver = Receiver(failures=2)
     signatures = iter(range(100))
     async with (
-        SandboxServer(receiver.app) as hook_server,
+        HttpServer(receiver.app) as hook_server,
         ToySimulator(
             webhook_url=f"{hook_server.base_url}/hook",
             retry=RetryPolicy(max_attempts=3, backoff_seconds=0.01),
@@ -210,7 +210,7 @@ async def test_webhooks_retry_then_deliver_and_redeliver_resigns() -> None:
 async def test_webhooks_give_up_after_max_attempts() -> None:
     receiver = Receiver(failures=10)
     async with (
-        SandboxServer(receiver.app) as hook_server,
+        HttpServer(receiver.app) as hook_server,
         ToySimulator(
             webhook_url=f"{hook_server.base_url}/hook",
             retry=RetryPolicy(max_attempts=2, backoff_seconds=0.01),
@@ -224,7 +224,7 @@ async def test_webhooks_give_up_after_max_attempts() -> None:
 async def test_dropped_webhook_is_recorded_not_sent() -> None:
     receiver = Receiver()
     async with (
-        SandboxServer(receiver.app) as hook_server,
+        HttpServer(receiver.app) as hook_server,
         ToySimulator(webhook_url=f"{hook_server.base_url}/hook") as sim,
         httpx.AsyncClient(base_url=sim.base_url) as client,
     ):
@@ -243,7 +243,7 @@ async def test_dropped_webhook_is_recorded_not_sent() -> None:
 async def test_background_delivery_and_wait_idle() -> None:
     receiver = Receiver()
     async with (
-        SandboxServer(receiver.app) as hook_server,
+        HttpServer(receiver.app) as hook_server,
         ToySimulator(webhook_url=f"{hook_server.base_url}/hook") as sim,
         httpx.AsyncClient(base_url=sim.base_url) as client,
     ):
@@ -258,7 +258,7 @@ async def test_background_delivery_and_wait_idle() -> None:
 
 async def test_restart_serves_on_the_same_port_and_still_sends_webhooks() -> None:
     receiver = Receiver()
-    async with SandboxServer(receiver.app) as hook_server:
+    async with HttpServer(receiver.app) as hook_server:
         sim = ToySimulator(webhook_url=f"{hook_server.base_url}/hook")
         await sim.start()
         first_url = sim.base_url

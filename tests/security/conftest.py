@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from orchestrator.api_keys import ApiKeys, Scope
 from orchestrator.bootstrap import Endpoints, Gateway, ReadSide, gateway, orchestrator, read_side
+from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.settings import Settings
 from tests.integration.test_commands import settings_for

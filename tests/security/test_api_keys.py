@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 
-from orchestrator.api_keys import Scope
+from orchestrator.http.api_keys import Scope
 from tests.e2e.test_checkout_flow import create_body, session_where
 from tests.security.conftest import CACHE_SECONDS
 

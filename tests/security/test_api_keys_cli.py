@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 from typer.testing import CliRunner
 
-from orchestrator.api_keys import ApiKeys, Scope
 from orchestrator.cli import app
+from orchestrator.http.api_keys import ApiKeys, Scope
 
 
 async def test_create_list_revoke(nats_url, database_url, monkeypatch, tmp_path):

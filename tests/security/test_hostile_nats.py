@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ulid import ULID
 
 from orchestrator.bootstrap import orchestrator
-from orchestrator.wire import COMMAND_ID, REPLY_TO, RejectedReply, parse_reply
+from orchestrator.jetstream.wire import COMMAND_ID, REPLY_TO, RejectedReply, parse_reply
 from tests.e2e.test_checkout_flow import create_body
 from tests.integration.test_commands import settings_for
 

@@ -33,7 +33,7 @@ from pydantic import SecretStr, ValidationError
 from orchestrator.bootstrap import connect_nats, orchestrator
 from orchestrator.client import CheckoutClient
 from orchestrator.embedded import EmbeddedNats, NatsServerAuth, NatsServerTls
-from orchestrator.nats_connection import (
+from orchestrator.jetstream.connection import (
     NatsOptions,
     NatsRefused,
     NatsTlsError,

@@ -19,8 +19,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, SecretStr
 
-from orchestrator.api_keys import ApiKeys, Scope
 from orchestrator.bootstrap import Endpoints, connect_nats, gateway, orchestrator, read_side
+from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import _SANDBOX_SECRET, SandboxFleet
 from orchestrator.telemetry import build_telemetry, instrumented
 from tests.e2e.test_checkout_flow import create_body, session_where

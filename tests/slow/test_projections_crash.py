@@ -14,8 +14,8 @@ import signal
 
 import pytest
 
+from bench.workload import drive
 from projections.status import caught_up
-from projections.workload import drive
 from tests.projections_support import projection_env, wait_for
 
 pytestmark = pytest.mark.slow

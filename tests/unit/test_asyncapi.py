@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 from events import EVENT_TYPES
-from orchestrator.asyncapi import asyncapi_document, asyncapi_json
 from orchestrator.domain.commands import COMMAND_TYPES
+from orchestrator.jetstream.asyncapi import asyncapi_document, asyncapi_json
 
 DOC = Path(__file__).parents[2] / "docs" / "asyncapi.json"
 

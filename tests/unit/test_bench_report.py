@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from orchestrator.bench.growth import linear_fit
-from orchestrator.bench.report import Report, Row, Target
+from bench.growth import linear_fit
+from bench.report import Report, Row, Target
 
 
 def test_a_throughput_meets_its_share_of_raw_only_when_it_reaches_it():

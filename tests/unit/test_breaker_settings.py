@@ -7,7 +7,7 @@ from typing import cast
 
 from events.values import Provider
 from orchestrator.bootstrap import create_flow
-from orchestrator.event_store import EventStore
+from orchestrator.jetstream.event_store import EventStore
 from orchestrator.settings import Settings
 from orchestrator.telemetry import Telemetry
 

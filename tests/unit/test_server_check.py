@@ -1,7 +1,7 @@
 import pytest
 
 from orchestrator.errors import UnsupportedServer
-from orchestrator.streams import check_server
+from orchestrator.jetstream.streams import check_server
 
 
 @pytest.mark.parametrize("version", ["2.9.25", "2.11.9", "2.12.0-beta.1x", "1.4.0"])
