@@ -1,7 +1,7 @@
 """Measuring the projector: catch-up speed from an empty read model, lag at a steady load.
 
 Not a benchmark suite (that is issue 6's), a quick, honest figure a deployment can take
-on its own servers. The caller (the ``projections measure`` command) provides a scratch
+on its own servers. The caller (``python -m bench projections``) provides a scratch
 stream, a scratch database and an `Append` through the real event store.
 
 - `measure_catch_up`: the stream is loaded, the read models are empty; a projector

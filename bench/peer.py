@@ -1,4 +1,4 @@
-"""The peer of `checkout-orchestrator bench`: our session workload through ``eventsourcing``.
+"""The peer of `python -m bench run`: our session workload through ``eventsourcing``.
 
 The same workload as ours, written and projected with the ``eventsourcing`` library (9.5.x,
 its PostgreSQL persistence module, psycopg 3), used the way its documentation shows:

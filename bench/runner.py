@@ -1,4 +1,4 @@
-"""`checkout-orchestrator bench`: every scenario next to its raw baseline and the peer.
+"""`python -m bench run`: every scenario next to its raw baseline and the peer.
 
 Runs on the embedded servers in a temporary directory (or on NATS_URL / DATABASE_URL);
 each scenario gets a scratch stream and a scratch database, so runs never mix.
@@ -402,7 +402,7 @@ async def _server_version(settings: Settings, endpoints: Endpoints) -> str:
 async def _run(settings: Settings, options: BenchOptions, console: Console) -> Report:
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
-    report = Report("checkout-orchestrator bench")
+    report = Report("python -m bench run")
     with servers(settings) as endpoints:
         report.conditions.update(
             {
