@@ -14,7 +14,7 @@ import pytest
 from nats.aio.client import Client
 
 from orchestrator.bootstrap import Endpoints, connect_nats
-from orchestrator.cli import Role, _serve
+from orchestrator.cli.serve import Role, _serve
 from orchestrator.client import CheckoutClient
 from orchestrator.embedded import EmbeddedNatsCluster
 from orchestrator.jetstream.event_store import EventStore

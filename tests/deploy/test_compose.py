@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from orchestrator.bootstrap import connect_nats
-from orchestrator.cli import Role
+from orchestrator.cli.serve import Role
 from orchestrator.embedded import EmbeddedNats, NatsServerAuth, NatsServerTls
 from orchestrator.jetstream.connection import NatsRefused, nats_options
 from tests.deploy.support import (

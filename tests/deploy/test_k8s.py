@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from orchestrator.cli import Role
+from orchestrator.cli.serve import Role
 from tests.deploy.support import (
     K8S,
     MIN_NATS,

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.bootstrap import Endpoints
-from orchestrator.cli import Role, _serve, app
+from orchestrator.cli import app
+from orchestrator.cli.serve import Role, _serve
 from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.settings import Settings
 from tests.builders import layout_for
