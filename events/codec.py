@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from events.catalog import CheckoutEvent, event_adapter
 from events.envelope import EventMetadata, RecordedEvent
+from events.errors import DecodeError
 from events.subjects import event_subject
 from events.upcasting import UnknownEventError, current_version, upcast
 
@@ -31,10 +32,6 @@ class Headers:
     OCCURRED_AT = "Checkout-Occurred-At"
     TRACEPARENT = "traceparent"
     MSG_ID = "Nats-Msg-Id"
-
-
-class DecodeError(ValueError):
-    """A stored message is not a readable event (unknown type, bad payload or headers)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from iso4217 import Currency
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from events.errors import AmountError, CurrencyError
+
 __all__ = [
     "AmountError",
     "CurrencyCode",
@@ -24,14 +26,6 @@ __all__ = [
     "normalize_currency",
     "to_minor_units",
 ]
-
-
-class CurrencyError(ValueError):
-    """The code is not an ISO 4217 currency that has a minor unit."""
-
-
-class AmountError(ValueError):
-    """The amount is not a positive, whole number of the currency's minor unit."""
 
 
 def currency_exponent(code: str) -> int:

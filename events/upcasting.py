@@ -10,14 +10,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from events.catalog import EVENT_TYPES
+from events.errors import UnknownEventError
 
 __all__ = ["UPCASTERS", "UnknownEventError", "Upcaster", "current_version", "upcast"]
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class UnknownEventError(ValueError):
-    """The stored type or version is one this code cannot read."""
 
 
 UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}

@@ -27,6 +27,7 @@ from ulid import ULID
 from events.codec import decode
 from events.envelope import RecordedEvent
 from events.subjects import partition_of, session_filter
+from orchestrator.errors import CheckoutError
 from orchestrator.jetstream.connection import ANONYMOUS, NatsOptions
 from orchestrator.jetstream.connection import connect as nats_connect
 from orchestrator.jetstream.event_store import EventStore
@@ -48,8 +49,10 @@ def nats_servers(url: str) -> list[str]:
     return [server.strip() for server in url.split(",") if server.strip()]
 
 
-class CommandRejected(Exception):
-    """The orchestrator refused the command; ``code`` is stable, see the README."""
+class CommandRejected(CheckoutError):
+    """The orchestrator refused the command; ``code`` is the reply's (stable, see the README)."""
+
+    code = "command_rejected"
 
     def __init__(self, reply: RejectedReply) -> None:
         super().__init__(f"{reply.code}: {reply.error.get('message', '')}")
@@ -58,11 +61,13 @@ class CommandRejected(Exception):
         self.command_id = reply.command_id
 
 
-class CommandPending(Exception):
+class CommandPending(CheckoutError):
     """JetStream holds the command, but no reply arrived in time (orchestrator down?)."""
 
+    code = "command_pending"
+
     def __init__(self, command_id: str) -> None:
-        super().__init__(f"command {command_id} is queued; no reply yet")
+        super().__init__(f"command {command_id} is queued; no reply yet", command_id=command_id)
         self.command_id = command_id
 
 

@@ -1,29 +1,51 @@
-"""The orchestrator's one error tree. Every error has a stable ``code`` for replies.
+"""The write side's errors: the `orchestrator` subtree of the one error tree.
 
-    CheckoutError
-    ├── InvalidCommand          validation_failed     bad input; ``errors`` lists fields
-    ├── UnknownCommand          unknown_command       no such command type
-    ├── SessionNotFound         session_not_found     command for a session never created
-    ├── SessionAlreadyExists    session_exists        create for an existing session id
-    ├── IllegalTransition       illegal_transition    command not allowed in this state
-    │   └── PaymentCompleted    payment_completed     expire/cancel, but the provider took the money
-    ├── ConcurrencyConflict     concurrency_conflict  another writer appended first
-    ├── CorruptHistory          corrupt_history       stored events do not fold (a bug)
-    ├── NoRoute                 no_route              no provider can take it (``explanation``)
-    └── InfrastructureError     (not a rejection: the command is retried)
-        ├── UnsupportedServer   unsupported_server    nats-server too old / no JetStream
-        ├── StreamMisconfigured stream_misconfigured  an existing stream has unsafe flags
-        └── StoreUnavailable    store_unavailable     NATS did not answer in time
+The root, `CheckoutError`, and `SessionNotFound` are `events.errors`' (shared with the read
+side) and re-exported here. Every error has a stable ``code`` for replies:
 
-Lower-layer exceptions (nats-py, pydantic) are translated into these once, at the
-boundary that meets them; nothing above that boundary sees them.
+    CheckoutError                 internal_error         the root (events.errors)
+    ├── SessionNotFound           session_not_found      command for a session never created
+    ├── InvalidCommand            validation_failed      bad input; ``errors`` lists fields
+    ├── UnknownCommand            unknown_command        no such command type
+    ├── SessionAlreadyExists      session_exists         create for an existing session id
+    ├── IllegalTransition         illegal_transition     command not allowed in this state
+    │   └── PaymentCompleted      payment_completed      expire/cancel: the provider took it
+    ├── ConcurrencyConflict       concurrency_conflict   another writer appended first
+    ├── CorruptHistory            corrupt_history        stored events do not fold (a bug)
+    ├── NoRoute                   no_route               no provider can take it (``explanation``)
+    ├── InvalidRules              invalid_rules          unusable rules file (routing.rules)
+    ├── AllProvidersFailed        all_providers_failed   every candidate failed (create_flow)
+    ├── ProviderError             provider_failed        a provider call failed (providers.base)
+    │   ├── ProviderUnavailable   provider_unavailable   5xx, timeout, network: retryable
+    │   ├── ProviderRejected      provider_rejected      4xx: not retryable
+    │   ├── UnsupportedOperation  unsupported_operation  the provider has no such call
+    │   └── WebhookRejected       webhook_rejected       bad signature or payload
+    ├── CommandRejected           command_rejected       a rejected reply; ``code``: the reply's
+    ├── CommandPending            command_pending        queued, no reply in time (client)
+    ├── DuplicateCommand          duplicate_command      already held (event_store)
+    ├── SettingsError             invalid_settings       settings contradict each other
+    │   └── NatsSettingsError     invalid_nats_settings  NATS credentials/TLS settings (settings)
+    │       └── NatsTlsError      invalid_nats_tls       a TLS file is missing or unreadable
+    ├── SimulatorError            simulator_error        in the provider's error shape
+    └── InfrastructureError       infrastructure_error   (not a rejection: the command is retried)
+        ├── UnsupportedServer     unsupported_server     nats-server too old / no JetStream
+        ├── StreamMisconfigured   stream_misconfigured   an existing stream has unsafe flags
+        ├── StoreUnavailable      store_unavailable      NATS did not answer in time
+        │   └── NatsRefused       nats_refused           credentials or TLS refused (connection)
+        ├── EmbeddedServerError   embedded_server_failed an embedded server did not start or stop
+        │   └── NotReady          server_not_ready       not answering yet (the probe polls on)
+        └── HttpServerError       http_server_failed     uvicorn did not start
+
+Lower-layer exceptions (nats-py, pydantic, httpx, the providers' SDKs) are translated into
+these once, at the boundary that meets them; nothing above that boundary sees them.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from events.catalog import RoutingExplanation
+from events.errors import CheckoutError, SessionNotFound
 
 __all__ = [
     "CheckoutError",
@@ -36,23 +58,12 @@ __all__ = [
     "PaymentCompleted",
     "SessionAlreadyExists",
     "SessionNotFound",
+    "SettingsError",
     "StoreUnavailable",
     "StreamMisconfigured",
     "UnknownCommand",
     "UnsupportedServer",
 ]
-
-
-class CheckoutError(Exception):
-    code: ClassVar[str] = "internal_error"
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **self.details}
 
 
 class InvalidCommand(CheckoutError):
@@ -65,13 +76,6 @@ class InvalidCommand(CheckoutError):
 
 class UnknownCommand(CheckoutError):
     code = "unknown_command"
-
-
-class SessionNotFound(CheckoutError):
-    code = "session_not_found"
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"no checkout session {session_id}", session_id=session_id)
 
 
 class SessionAlreadyExists(CheckoutError):
@@ -128,8 +132,16 @@ class NoRoute(CheckoutError):
         self.explanation = explanation
 
 
+class SettingsError(CheckoutError, ValueError):
+    """Settings contradict each other or name unusable files (names only, never values)."""
+
+    code = "invalid_settings"
+
+
 class InfrastructureError(CheckoutError):
     """A fault of the servers we depend on, not of the command."""
+
+    code = "infrastructure_error"
 
 
 class UnsupportedServer(InfrastructureError):

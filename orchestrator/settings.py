@@ -19,13 +19,16 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.subjects import DEFAULT_PARTITIONS
+from orchestrator.errors import SettingsError
 from orchestrator.jetstream.streams import StreamLayout
 
 __all__ = ["NatsSettingsError", "Settings"]
 
 
-class NatsSettingsError(ValueError):
+class NatsSettingsError(SettingsError):
     """The NATS credential or TLS settings contradict each other (names only, no values)."""
+
+    code = "invalid_nats_settings"
 
 
 class Settings(BaseSettings):

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from events.values import Provider, SessionStatus
-from projections.errors import QueryError
+from projections.errors import CheckoutError
 from projections.queries import MAX_PAGE, ReadModels, SessionFilters
 from projections.schemas import (
     CheckoutSession,
@@ -61,8 +61,8 @@ def _error(status: int, code: str, message: str, **details: object) -> JSONRespo
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(QueryError)
-    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
+    @app.exception_handler(CheckoutError)
+    async def query_error(_: Request, exc: CheckoutError) -> JSONResponse:
         return JSONResponse(exc.to_dict(), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)

@@ -1,25 +1,33 @@
-"""The projections' one error tree. Query errors carry a stable ``code`` and an HTTP status.
+"""The read side's errors: the `projections` subtree of the one error tree.
 
-    ProjectionError
-    ├── QueryError                 internal_error         (base; status 500)
-    │   ├── InvalidQuery           invalid_query          400  bad filter, cursor or instant
-    │   ├── SessionNotFound        session_not_found      404  no such session (at that instant)
-    │   ├── ConsistencyTimeout     consistency_timeout    504  min_sequence not reached in time
-    │   └── QueryUnavailable       query_unavailable      503  the query service did not answer,
-    │                                                              or its database is unavailable
-    ├── MigrationError                                    a migration failed; nothing of it stays
-    └── RebuildError                                      unknown projection, or a rebuild failed
+The root, `CheckoutError`, and `SessionNotFound` are `events.errors`' (shared with the write
+side) and re-exported here. Each error has a stable ``code`` and an HTTP ``status``:
 
-The HTTP API renders a `QueryError` as ``{"code", "message", ...details}`` with its status;
-`projections.client.QueryClient` turns such a body back into the same class. asyncpg,
+    CheckoutError (events.errors)
+    ├── SessionNotFound                session_not_found      404  no such session (at that instant)
+    └── ProjectionError                projection_error       500
+        ├── QueryError                 internal_error         500  (base of the query errors)
+        │   ├── InvalidQuery           invalid_query          400  bad filter, cursor or instant
+        │   ├── ConsistencyTimeout     consistency_timeout    504  min_sequence not reached in time
+        │   └── QueryUnavailable       query_unavailable      503  the query service or its
+        │                                                          database did not answer
+        ├── MigrationError             migration_failed       500  nothing of it stays
+        ├── RebuildError               rebuild_failed         500  unknown projection, or it failed
+        └── Unapplicable               unapplicable_event     500  cannot follow the state: parked
+
+The HTTP API renders any `CheckoutError` as ``{"code", "message", ...details}`` with its
+status; `projections.client.QueryClient` turns such a body back into the same class. asyncpg,
 nats-py and httpx exceptions are translated into these once, at the boundary that meets them.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
+
+from events.errors import CheckoutError, SessionNotFound
 
 __all__ = [
+    "CheckoutError",
     "ConsistencyTimeout",
     "InvalidQuery",
     "MigrationError",
@@ -32,35 +40,19 @@ __all__ = [
 ]
 
 
-class ProjectionError(Exception):
+class ProjectionError(CheckoutError):
     """Base of every error the projections raise on purpose."""
+
+    code = "projection_error"
 
 
 class QueryError(ProjectionError):
-    code: ClassVar[str] = "internal_error"
-    status: ClassVar[int] = 500
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **self.details}
+    code = "internal_error"
 
 
 class InvalidQuery(QueryError):
     code = "invalid_query"
     status = 400
-
-
-class SessionNotFound(QueryError):
-    code = "session_not_found"
-    status = 404
-
-    def __init__(self, session_id: str, message: str | None = None) -> None:
-        super().__init__(message or f"no checkout session {session_id}", session_id=session_id)
-        self.session_id = session_id
 
 
 class ConsistencyTimeout(QueryError):
@@ -74,11 +66,11 @@ class QueryUnavailable(QueryError):
 
 
 class MigrationError(ProjectionError):
-    pass
+    code = "migration_failed"
 
 
 class RebuildError(ProjectionError):
-    pass
+    code = "rebuild_failed"
 
 
 _BY_CODE: dict[str, type[QueryError]] = {
@@ -86,7 +78,7 @@ _BY_CODE: dict[str, type[QueryError]] = {
 }
 
 
-def query_error(status: int, body: dict[str, Any]) -> QueryError:
+def query_error(status: int, body: dict[str, Any]) -> CheckoutError:
     """The typed error an HTTP error body stands for (used by the client)."""
     code = str(body.get("code", ""))
     message = str(body.get("message", f"HTTP {status}"))

@@ -44,6 +44,7 @@ from events.catalog import (
 )
 from events.envelope import RecordedEvent
 from events.values import Amounts, PaymentStatus, SessionStatus
+from projections.errors import ProjectionError
 
 __all__ = [
     "Core",
@@ -58,8 +59,10 @@ __all__ = [
 JsonObject = Mapping[str, Any]
 
 
-class Unapplicable(ValueError):
+class Unapplicable(ProjectionError):
     """The event cannot follow the session's state (the projector parks it)."""
+
+    code = "unapplicable_event"
 
 
 class Lifecycle(StrEnum):

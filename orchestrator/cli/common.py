@@ -14,7 +14,7 @@ from rich.console import Console
 from orchestrator.bootstrap import Endpoints, open_pool, read_endpoints
 from orchestrator.errors import CheckoutError
 from orchestrator.settings import Settings
-from projections import ProjectionError, migrate
+from projections import migrate
 
 __all__ = [
     "console",
@@ -54,9 +54,6 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     except CheckoutError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
-        raise typer.Exit(2) from None
-    except ProjectionError as exc:
-        console.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(2) from None
 
 

@@ -8,13 +8,17 @@ import re
 import socket
 from pathlib import Path
 
+from orchestrator.errors import InfrastructureError
+
 HOST = "127.0.0.1"
 _LOG_TAIL_BYTES = 4000
 POLL_SECONDS = 0.05
 
 
-class EmbeddedServerError(RuntimeError):
+class EmbeddedServerError(InfrastructureError):
     """An embedded server could not be found, started or stopped. The message has the log tail."""
+
+    code = "embedded_server_failed"
 
 
 def free_port(host: str = HOST) -> int:
@@ -89,5 +93,7 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
         return ports
 
 
-class NotReady(Exception):
+class NotReady(EmbeddedServerError):
     """A server is not answering yet (the readiness probe goes on polling)."""
+
+    code = "server_not_ready"

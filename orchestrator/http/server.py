@@ -23,14 +23,18 @@ from typing import Self
 import uvicorn
 from starlette.types import ASGIApp
 
+from orchestrator.errors import InfrastructureError
+
 __all__ = ["HttpServer", "HttpServerError"]
 
 _START_TIMEOUT = 10.0
 _POLL = 0.01
 
 
-class HttpServerError(RuntimeError):
+class HttpServerError(InfrastructureError):
     """uvicorn exited or did not start listening in time."""
+
+    code = "http_server_failed"
 
 
 class _EmbeddedUvicorn(uvicorn.Server):

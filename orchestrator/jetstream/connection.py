@@ -66,9 +66,13 @@ __all__ = [
 class NatsTlsError(NatsSettingsError):
     """A TLS file of the NATS settings is missing or not a certificate/key (names the path)."""
 
+    code = "invalid_nats_tls"
+
 
 class NatsRefused(StoreUnavailable):
     """The server refused this client: wrong or missing credentials, or TLS failed."""
+
+    code = "nats_refused"
 
 
 class _Refused(Exception):

@@ -31,7 +31,7 @@ from events.catalog import CheckoutEvent
 from events.codec import EncodedEvent, decode, encode
 from events.envelope import EventMetadata, RecordedEvent
 from events.subjects import session_filter
-from orchestrator.errors import ConcurrencyConflict, StoreUnavailable
+from orchestrator.errors import CheckoutError, ConcurrencyConflict, StoreUnavailable
 from orchestrator.jetstream.streams import StreamLayout
 
 __all__ = ["AppendResult", "DuplicateCommand", "EventStore", "SessionHistory"]
@@ -45,8 +45,10 @@ _NO_RESPONDERS = "503"
 _REAP_EVERY = 0.25  # seconds between checks for appends past their timeout
 
 
-class DuplicateCommand(Exception):
+class DuplicateCommand(CheckoutError):
     """The server already holds messages of this command (duplicate window)."""
+
+    code = "duplicate_command"
 
 
 @dataclass(frozen=True, slots=True)

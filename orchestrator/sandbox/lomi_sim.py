@@ -152,7 +152,7 @@ class LomiSimulator(Simulator):
             return self.describe(checkout_session_id)
 
     def error_response(self, error: SimulatorError) -> Response:
-        code = error.code or _ERROR_CODES.get(error.status, "ERROR")
+        code = error.provider_code or _ERROR_CODES.get(error.status, "ERROR")
         body = {"error": {"code": code, "message": error.message, "status": error.status}}
         return JSONResponse(body, status_code=error.status)
 

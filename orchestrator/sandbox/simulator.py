@@ -41,6 +41,7 @@ from fastapi import APIRouter, Body, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import Response
 
+from orchestrator.errors import CheckoutError
 from orchestrator.http.server import HttpServer
 from orchestrator.sandbox.faults import CONTROL_PREFIX, FaultMiddleware, FaultPlan, Faults
 from orchestrator.sandbox.webhooks import Delivery, RetryPolicy, Signer, WebhookSender
@@ -51,8 +52,11 @@ Clock = Callable[[], float]
 """Unix time in seconds; simulators take one so tests can move time."""
 
 
-class SimulatorError(Exception):
-    """Answered with ``status`` in the provider's error shape (`Simulator.error_response`)."""
+class SimulatorError(CheckoutError):
+    """Answered with ``status`` in the provider's error shape (`Simulator.error_response`);
+    ``provider_code`` is the provider's own error code, where it has one."""
+
+    code = "simulator_error"
 
     def __init__(
         self,
@@ -65,8 +69,7 @@ class SimulatorError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
-        self.code = code
+        self.provider_code = code
         self.param = param
         self.kind = kind
 

@@ -383,10 +383,10 @@ class StripeSimulator(Simulator):
     def _error_body(error: SimulatorError) -> dict[str, Any]:
         kind = error.kind or ("api_error" if error.status >= 500 else "invalid_request_error")
         detail: dict[str, Any] = {"type": kind, "message": error.message}
-        if error.code:
-            detail["code"] = error.code
+        if error.provider_code:
+            detail["code"] = error.provider_code
             detail["doc_url"] = (
-                f"https://stripe.com/docs/error-codes/{error.code.replace('_', '-')}"
+                f"https://stripe.com/docs/error-codes/{error.provider_code.replace('_', '-')}"
             )
         if error.param:
             detail["param"] = error.param
