@@ -2,7 +2,9 @@
 
 Servers: ``NATS_URL`` / ``DATABASE_URL`` in the environment point the suite at existing
 servers; otherwise it starts its own from the pip-installed binaries (see
-``orchestrator.embedded``), one of each per session, in pytest's temporary directory.
+``orchestrator.embedded``), one of each per session: NATS in pytest's temporary directory,
+PostgreSQL in a directory of its own under the system's temporary directory (see
+`tests.support.servers.postgres_home`).
 Tests that kill or restart a server use a private one (``nats_server``) and never the
 shared one. Names (streams, subjects, databases) are unique per test, so tests never collide
 on a shared server.
@@ -23,6 +25,7 @@ import asyncpg
 import pytest
 
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres
+from tests.support.servers import postgres_home
 
 # --- the event loop --------------------------------------------------------------------------
 
@@ -97,16 +100,30 @@ def stream_names() -> StreamNames:
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_dsn() -> Iterator[str]:
     """DSN of the session's Postgres server: ``$DATABASE_URL`` or an embedded one."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
     # fsync=off only matters if the OS crashes; process kills (crash tests) lose nothing
-    base = tmp_path_factory.mktemp("postgres")
-    with EmbeddedPostgres(base, settings={"fsync": "off"}) as server:
+    with (
+        postgres_home("postgres") as home,
+        EmbeddedPostgres(home, settings={"fsync": "off"}) as server,
+    ):
         yield server.dsn
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL cluster of this test only, which it may stop, kill and restart."""
+    with postgres_home("private") as home:
+        server = EmbeddedPostgres(home, settings={"fsync": "off"})
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def _with_database(dsn: str, database: str) -> str:

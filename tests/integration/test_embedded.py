@@ -19,6 +19,7 @@ from orchestrator.embedded import (
     find_nats_server,
     free_port,
 )
+from tests.support.servers import postgres_home
 
 # --- NATS -------------------------------------------------------------------------------------
 
@@ -138,9 +139,9 @@ def test_start_and_stop_are_idempotent(nats_server: EmbeddedNats) -> None:
 
 
 @pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def postgres() -> Iterator[EmbeddedPostgres]:
     """A private embedded cluster (this module kills it; never the session's)."""
-    with EmbeddedPostgres(tmp_path / "pg") as server:
+    with postgres_home("pg") as home, EmbeddedPostgres(home) as server:
         yield server
 
 
@@ -205,8 +206,23 @@ async def test_postgres_kill_then_restart(postgres: EmbeddedPostgres) -> None:
     assert postgres.is_running()
 
 
-def test_postgres_start_is_idempotent_and_adopts_running(tmp_path: Path) -> None:
-    with EmbeddedPostgres(tmp_path) as first:
+async def test_postgres_survives_another_pytest_session_securing_its_root(
+    postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # what every pytest session does on start: /tmp/pytest-of-<user> loses group/other bits
+    pytest_root = tmp_path_factory.getbasetemp().parent
+    pytest_root.chmod(pytest_root.stat().st_mode & ~0o077)
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        await conn.execute("CHECKPOINT")  # opens global/pg_control: the PANIC seen in CI
+        assert await conn.fetchval("select 1") == 1
+    finally:
+        await conn.close()
+    assert postgres.is_running()
+
+
+def test_postgres_start_is_idempotent_and_adopts_running() -> None:
+    with postgres_home("adopt") as tmp_path, EmbeddedPostgres(tmp_path) as first:
         pid = first.pid
         first.start()
         assert first.pid == pid

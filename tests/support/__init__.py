@@ -1,0 +1,1 @@
+"""Test support shared by every level of the suite."""
