@@ -33,7 +33,7 @@ from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from orchestrator.errors import StoreUnavailable
 from orchestrator.http.api import add_command_routes, add_webhook_routes
 from orchestrator.http.api_keys import ApiKeys
-from orchestrator.http.guard import HttpGuard, document_auth
+from orchestrator.http.auth import ApiKeyAuth
 from orchestrator.jetstream.command_service import register_command_service, upgrade_consumer
 from orchestrator.jetstream.connection import (
     ANONYMOUS,
@@ -393,22 +393,21 @@ async def gateway(
         inbox = WebhookInbox(read.pool)
         processor = WebhookProcessor(read.pool, inbox, providers, client)
         settler = Settler(read.reads, providers, client, clock)
-        app = create_app(read.reads)
+        auth = ApiKeyAuth(
+            ApiKeys(read.pool, cache_seconds=settings.api_key_cache_seconds)
+            if settings.api_auth == "required"
+            else None
+        )
+        app = create_app(read.reads, dependencies=auth.read, responses=auth.responses)
+        auth.install(app)
         if telemetry is not None:
             FastAPIInstrumentor.instrument_app(
                 app,
                 tracer_provider=telemetry.tracer_provider,
                 meter_provider=telemetry.meter_provider,
             )
-        add_command_routes(app, client)
+        add_command_routes(app, client, auth)
         add_webhook_routes(app, providers, inbox, clock=clock, on_stored=processor.wake)
-        keys = (
-            ApiKeys(read.pool, cache_seconds=settings.api_key_cache_seconds)
-            if settings.api_auth == "required"
-            else None
-        )
-        app.add_middleware(HttpGuard, keys=keys)
-        document_auth(app, required=keys is not None)
         server = HttpServer(app, host=settings.http_host, port=settings.http_port)
         await stack.enter_async_context(server)
         stop = asyncio.Event()

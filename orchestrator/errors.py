@@ -26,6 +26,10 @@ side) and re-exported here. Every error has a stable ``code`` for replies:
     ├── SettingsError             invalid_settings       settings contradict each other
     │   └── NatsSettingsError     invalid_nats_settings  NATS credentials/TLS settings (settings)
     │       └── NatsTlsError      invalid_nats_tls       a TLS file is missing or unreadable
+    ├── Unauthenticated           unauthenticated        401: no valid API key (http.auth)
+    ├── Forbidden                 forbidden              403: the API key may only read
+    ├── PayloadTooLarge           payload_too_large      413: body over its limit (http.limits)
+    ├── PayloadTooDeep            payload_too_deep       400: JSON nested too deeply
     ├── SimulatorError            simulator_error        in the provider's error shape
     └── InfrastructureError       infrastructure_error   (not a rejection: the command is retried)
         ├── UnsupportedServer     unsupported_server     nats-server too old / no JetStream
@@ -51,16 +55,20 @@ __all__ = [
     "CheckoutError",
     "ConcurrencyConflict",
     "CorruptHistory",
+    "Forbidden",
     "IllegalTransition",
     "InfrastructureError",
     "InvalidCommand",
     "NoRoute",
+    "PayloadTooDeep",
+    "PayloadTooLarge",
     "PaymentCompleted",
     "SessionAlreadyExists",
     "SessionNotFound",
     "SettingsError",
     "StoreUnavailable",
     "StreamMisconfigured",
+    "Unauthenticated",
     "UnknownCommand",
     "UnsupportedServer",
 ]
@@ -130,6 +138,26 @@ class NoRoute(CheckoutError):
     def __init__(self, message: str, explanation: RoutingExplanation) -> None:
         super().__init__(message, explanation=explanation.model_dump(mode="json"))
         self.explanation = explanation
+
+
+class Unauthenticated(CheckoutError):
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(CheckoutError):
+    code = "forbidden"
+    status = 403
+
+
+class PayloadTooLarge(CheckoutError):
+    code = "payload_too_large"
+    status = 413
+
+
+class PayloadTooDeep(CheckoutError):
+    code = "payload_too_deep"
+    status = 400
 
 
 class SettingsError(CheckoutError, ValueError):

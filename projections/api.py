@@ -14,14 +14,17 @@
 404 ``session_not_found``, 503 ``query_unavailable`` (the database is down or restarting: retry),
 504 ``consistency_timeout``. The app owns no connection: the
 composition root opens the pool, builds `ReadModels` and closes the pool after serving.
+It also says who may query: `create_app`'s ``dependencies`` (and the ``responses`` they add)
+go on every query route, so that this package needs nothing of the write side's API keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Annotated
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Query, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -81,7 +84,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, code, str(exc.detail))
 
 
-def _sessions_routes(app: FastAPI, reads: ReadModels) -> None:
+def _sessions_routes(app: APIRouter, reads: ReadModels) -> None:
     @app.get(
         "/v1/checkout-sessions/{session_id}", response_model=CheckoutSession, responses=_ERRORS
     )
@@ -113,7 +116,7 @@ def _sessions_routes(app: FastAPI, reads: ReadModels) -> None:
         return await reads.sessions(filters, limit=limit, cursor=cursor)
 
 
-def _detail_routes(app: FastAPI, reads: ReadModels) -> None:
+def _detail_routes(app: APIRouter, reads: ReadModels) -> None:
     @app.get(
         "/v1/checkout-sessions/{session_id}/events",
         response_model=list[TimelineEvent],
@@ -146,19 +149,30 @@ def _detail_routes(app: FastAPI, reads: ReadModels) -> None:
     ) -> ProviderStats:
         return await reads.provider_stats(start, end, by_day=by_day)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
+def create_app(
+    reads: ReadModels,
+    *,
+    dependencies: Sequence[params.Depends] = (),
+    responses: Mapping[int | str, dict[str, object]] | None = None,
+) -> FastAPI:
+    """The HTTP app over ``reads``; serve it with uvicorn (see `orchestrator.bootstrap`).
 
-def create_app(reads: ReadModels) -> FastAPI:
-    """The HTTP app over ``reads``; serve it with uvicorn (see `orchestrator.bootstrap`)."""
+    ``dependencies`` guard every query route (the composition root passes the API-key
+    check); ``responses`` document what they answer."""
     app = FastAPI(
         title="Checkout read models",
         version="1",
         description="Queries over the projections of the checkout event stream.",
     )
     _install_error_handlers(app)
-    _sessions_routes(app, reads)
-    _detail_routes(app, reads)
+    queries = APIRouter(dependencies=list(dependencies), responses=dict(responses or {}))
+    _sessions_routes(queries, reads)
+    _detail_routes(queries, reads)
+    app.include_router(queries)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
     return app

@@ -15,25 +15,29 @@ without a reply in time answers 202 with its command id (resend it with the same
 A webhook is verified in its provider's scheme, stored in the inbox, and only then
 answered 200 (``{"duplicate": true}`` for a provider event id seen before). A forged,
 stale or future-dated one gets 400 ``webhook_rejected`` and nothing is stored.
+
+Command routes declare the ``write`` key they need (`orchestrator.http.auth`); webhooks
+declare none. Bodies are read through `orchestrator.http.limits.limited_body`, after auth.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
 from events.values import Provider
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
+from orchestrator.http.auth import ApiKeyAuth
+from orchestrator.http.limits import BODY_RESPONSES, json_body, limited_body
 from orchestrator.providers.base import PaymentProvider, WebhookRejected
 from orchestrator.webhooks.inbox import WebhookInbox
 
-__all__ = ["MAX_WEBHOOK_BYTES", "add_command_routes", "add_webhook_routes"]
-
-MAX_WEBHOOK_BYTES = 1 << 20
+__all__ = ["add_command_routes", "add_webhook_routes"]
 
 _STATUS = {
     "validation_failed": 422,
@@ -58,12 +62,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     for status in sorted({*_STATUS.values(), 202})
 }
 _WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "signature, timestamp or body rejected"},
+    **BODY_RESPONSES,
+    400: {"description": "signature, timestamp or body rejected; JSON nested too deeply"},
     404: {"description": "provider_not_configured"},
-    413: {"description": "payload_too_large"},
 }
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+Body = Annotated[bytes, Depends(limited_body)]
 
 
 def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
@@ -86,29 +91,61 @@ async def _send(
     return JSONResponse(reply.model_dump(mode="json", exclude_none=True), status_code=success)
 
 
-def add_command_routes(app: FastAPI, client: CheckoutClient) -> None:
-    @app.post("/v1/checkout-sessions", status_code=201, tags=["commands"], responses=_RESPONSES)
-    async def create_session(
-        body: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None
-    ) -> JSONResponse:
-        """Create a checkout session; the reply says where the customer pays."""
-        return await _send(client, "create", body, idempotency_key, 201)
+def _json_object(body: bytes, *, required: bool = True) -> dict[str, Any] | JSONResponse:
+    """The body as a JSON object, or the 422 ``validation_failed`` answer saying why not."""
+    if not body.strip() and not required:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        message = "the body must be a JSON object"
+        errors = [{"loc": ["body"], "msg": message}]
+        return _error(422, "validation_failed", message, errors=errors)
+    return parsed
 
-    @app.post("/v1/checkout-sessions/{session_id}/expire", tags=["commands"], responses=_RESPONSES)
+
+def add_command_routes(app: FastAPI, client: CheckoutClient, auth: ApiKeyAuth) -> None:
+    commands = APIRouter(
+        tags=["commands"],
+        responses={**_RESPONSES, **BODY_RESPONSES, **auth.responses},
+        dependencies=auth.write,
+    )
+
+    @commands.post(
+        "/v1/checkout-sessions",
+        status_code=201,
+        openapi_extra=json_body("the `create` command (see the README)"),
+    )
+    async def create_session(body: Body, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Create a checkout session; the reply says where the customer pays."""
+        payload = _json_object(body)
+        if isinstance(payload, JSONResponse):
+            return payload
+        return await _send(client, "create", payload, idempotency_key, 201)
+
+    @commands.post("/v1/checkout-sessions/{session_id}/expire")
     async def expire_session(
         session_id: str, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         payload = {"session_id": session_id, "reason": "merchant"}
         return await _send(client, "expire", payload, idempotency_key, 200)
 
-    @app.post("/v1/checkout-sessions/{session_id}/cancel", tags=["commands"], responses=_RESPONSES)
+    @commands.post(
+        "/v1/checkout-sessions/{session_id}/cancel",
+        openapi_extra=json_body('optional: `{"reason": ...}`', required=False),
+    )
     async def cancel_session(
-        session_id: str,
-        body: Annotated[dict[str, Any] | None, Body()] = None,
-        idempotency_key: IdempotencyKey = None,
+        session_id: str, body: Body, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
-        payload = {"session_id": session_id, "reason": (body or {}).get("reason")}
+        parsed = _json_object(body, required=False)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        payload = {"session_id": session_id, "reason": parsed.get("reason")}
         return await _send(client, "cancel", payload, idempotency_key, 200)
+
+    app.include_router(commands)
 
 
 def add_webhook_routes(
@@ -120,13 +157,10 @@ def add_webhook_routes(
     on_stored: Callable[[], None] = lambda: None,
 ) -> None:
     @app.post("/v1/webhooks/{provider}", tags=["webhooks"], responses=_WEBHOOK_RESPONSES)
-    async def receive_webhook(provider: Provider, request: Request) -> JSONResponse:
+    async def receive_webhook(provider: Provider, request: Request, body: Body) -> JSONResponse:
         adapter = providers.get(provider)
         if adapter is None:
             return _error(404, "provider_not_configured", f"{provider.value} is not configured")
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BYTES:
-            return _error(413, "payload_too_large", "webhook body exceeds 1 MiB")
         headers = dict(request.headers)
         received_at = clock()
         try:

@@ -114,3 +114,24 @@ async def test_keys_are_stored_hashed_and_never_in_plaintext(secured):
             text = await conn.fetchval(query)
             for key in (secured.write_key, secured.read_key):
                 assert key.split("_", 2)[2] not in text, table
+
+
+async def test_the_openapi_security_follows_the_routes_declarations(secured):
+    async with secured.client() as anonymous:
+        spec = (await anonymous.get("/openapi.json")).json()
+    protected, open_ = [], []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            (protected if "security" in operation else open_).append(f"{method} {path}")
+            if "security" in operation:
+                assert operation["security"] == [{"ApiKey": []}]
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+    assert open_ == ["post /v1/webhooks/{provider}"]
+    assert "get /v1/checkout-sessions" in protected
+    assert "post /v1/checkout-sessions/{session_id}/cancel" in protected
+    # every protected route really refuses a request without a key
+    async with secured.client() as anonymous:
+        for route in protected:
+            method, path = route.split(" ", 1)
+            response = await anonymous.request(method, path.replace("{session_id}", "cs_x"))
+            assert response.status_code == 401, (route, response.text)
