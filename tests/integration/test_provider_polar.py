@@ -1,4 +1,8 @@
-"""The Polar adapter against the Polar simulator, over real HTTP, with real webhooks."""
+"""The Polar adapter against the Polar simulator, over real HTTP, with real webhooks.
+
+What every provider does (idempotent open, 5xx/timeout/refused connection, wrong
+credential, unknown session, forged/redelivered/dropped webhooks) is proved once for all
+in tests/integration/providers/test_contract.py; this file keeps what is Polar's own."""
 
 from __future__ import annotations
 
@@ -11,9 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
 from pydantic import SecretStr
-from starlette.responses import Response
 
 from events.values import (
     Address,
@@ -37,6 +39,7 @@ from orchestrator.providers.base import (
 from orchestrator.providers.polar.client import PolarConfig, PolarProvider
 from orchestrator.sandbox.polar_sim import PolarCatalog, PolarSimulator
 from orchestrator.sandbox.simulator import DriveRequest
+from tests.integration.providers.harness import Receiver
 
 TOKEN = "polar_oat_sandbox_token"  # noqa: S105 - the simulator's own
 SECRET = "whsec_" + base64.b64encode(b"polar-sandbox-webhook-secret").decode()
@@ -54,29 +57,11 @@ class Clock:
         return datetime.fromtimestamp(self.now, tz=UTC)
 
 
-@dataclass
-class Receiver:
-    """Our side of the webhooks: records what arrives, answers 204."""
-
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.post("/webhooks/polar")
-        async def hook(request: Request) -> Response:
-            self.received.append((dict(request.headers), await request.body()))
-            return Response(status_code=204)
-
-        return app
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
     async with HttpServer(receiver.app()) as server:
-        receiver.url = f"{server.base_url}/webhooks/polar"
+        receiver.url = f"{server.base_url}/webhooks"
         yield receiver
 
 
@@ -176,17 +161,6 @@ async def test_open_returns_a_canonical_open_session(
     assert retrieved.model_dump(exclude={"raw", "client_secret"}) == session.model_dump(
         exclude={"raw", "client_secret"}
     )
-
-
-async def test_a_redelivered_open_finds_the_first_checkout(
-    polar: PolarProvider, sim: PolarSimulator
-) -> None:
-    first = await polar.open_session(request())
-    again = await polar.open_session(request())
-    next_attempt = await polar.open_session(request(attempt=2))
-    assert again.provider_session_id == first.provider_session_id
-    assert next_attempt.provider_session_id != first.provider_session_id
-    assert sim.stats()["sessions_created"] == 2
 
 
 async def test_subscription_mode_uses_the_recurring_product(polar: PolarProvider) -> None:
@@ -318,19 +292,6 @@ async def test_a_checkout_expires_an_hour_after_creation(
     assert polar.verify_webhook(headers, body, clock.at()).kind == "expired"
 
 
-async def test_a_dropped_webhook_never_arrives_and_retrieve_still_tells(
-    polar: PolarProvider, sim: PolarSimulator, receiver: Receiver
-) -> None:
-    session = await polar.open_session(request())
-    sim.faults.set(drop_webhooks_next=3)
-    result = await drive(sim, session.provider_session_id, "pay")
-    assert [w["state"] for w in result["webhooks"]] == ["dropped"] * 3
-    assert receiver.received == []
-    assert (await polar.retrieve_session(session.provider_session_id)).status is (
-        SessionStatus.COMPLETE
-    )
-
-
 # --- webhooks: trust ----------------------------------------------------------------------------
 
 
@@ -342,22 +303,15 @@ async def paid_webhooks(
     return receiver.received
 
 
-async def test_forged_stale_and_future_webhooks_are_rejected(
+async def test_stale_and_future_webhooks_are_rejected(
     polar: PolarProvider, sim: PolarSimulator, receiver: Receiver, clock: Clock
 ) -> None:
+    """Polar signs a timestamp (Standard Webhooks); forgery is the contract suite's."""
     headers, body = (await paid_webhooks(polar, sim, receiver))[1]
-    forged = body.replace(b'"succeeded"', b'"failed"   ')
-    assert forged != body
-    with pytest.raises(WebhookRejected, match="no matching signature"):
-        polar.verify_webhook(headers, forged, clock.at())
     with pytest.raises(WebhookRejected, match="too old"):
         polar.verify_webhook(headers, body, clock.at() + timedelta(minutes=6))
     with pytest.raises(WebhookRejected, match="future"):
         polar.verify_webhook(headers, body, clock.at() - timedelta(minutes=6))
-    other = PolarProvider(config(sim.base_url, webhook_secret=SecretStr("whsec_c29tZXRoaW5n")))
-    with pytest.raises(WebhookRejected):
-        other.verify_webhook(headers, body, clock.at())
-    await other.aclose()
     assert polar.verify_webhook(headers, body, clock.at()).kind == "completed"
 
 
@@ -388,18 +342,6 @@ async def test_a_redelivery_keeps_the_event_id_and_is_freshly_signed(
 # --- faults -----------------------------------------------------------------------------------
 
 
-async def test_5xx_is_unavailable(polar: PolarProvider, sim: PolarSimulator) -> None:
-    session = await polar.open_session(request())
-    sim.faults.set(error_next=1, error_status=502)
-    with pytest.raises(ProviderUnavailable) as failure:
-        await polar.retrieve_session(session.provider_session_id)
-    assert failure.value.retryable
-    assert failure.value.details["status_code"] == 502
-    sim.faults.set(error_next=1)
-    with pytest.raises(ProviderUnavailable):
-        await polar.open_session(request(attempt=2))
-
-
 async def test_create_failing_after_the_lookup_is_unavailable(sim: PolarSimulator) -> None:
     provider = PolarProvider(config(sim.base_url, dedupe_lookup=False))
     sim.faults.set(error_next=1, error_status=500)
@@ -411,37 +353,7 @@ async def test_create_failing_after_the_lookup_is_unavailable(sim: PolarSimulato
     assert sim.stats()["sessions_created"] == 0
 
 
-async def test_a_timeout_is_unavailable(sim: PolarSimulator) -> None:
-    provider = PolarProvider(config(sim.base_url, timeout_seconds=0.3))
-    sim.faults.set(hang_next=1, hang_seconds=5)
-    try:
-        with pytest.raises(ProviderUnavailable, match="timed out"):
-            await provider.open_session(request())
-    finally:
-        await provider.aclose()
-
-
-async def test_a_refused_connection_is_unavailable() -> None:
-    provider = PolarProvider(config("http://127.0.0.1:9"))
-    try:
-        with pytest.raises(ProviderUnavailable):
-            await provider.retrieve_session("co_1")
-    finally:
-        await provider.aclose()
-
-
-async def test_4xx_is_rejected(polar: PolarProvider, sim: PolarSimulator) -> None:
-    with pytest.raises(ProviderRejected) as missing:
-        await polar.retrieve_session("4b1e4a7e-0000-4000-8000-000000000000")
-    assert missing.value.details["status_code"] == 404
-    assert missing.value.details["error"] == "ResourceNotFound"
+async def test_a_path_like_id_is_rejected_not_followed(polar: PolarProvider) -> None:
+    """An unknown id and a wrong token are the contract suite's; this one is Polar's paths."""
     with pytest.raises(ProviderRejected):
         await polar.retrieve_session("../v1/orders")
-    wrong = PolarProvider(config(sim.base_url, access_token=SecretStr("polar_oat_wrong")))
-    try:
-        with pytest.raises(ProviderRejected) as denied:
-            await wrong.open_session(request())
-    finally:
-        await wrong.aclose()
-    assert denied.value.details["status_code"] == 401
-    assert "polar_oat_wrong" not in str(denied.value.to_dict())
