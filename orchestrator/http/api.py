@@ -6,8 +6,11 @@
     POST /v1/webhooks/{provider}               signed provider notifications
 
 Session commands go through the same durable NATS command path as every other client
-(an ``Idempotency-Key`` header becomes the command id). Rejections keep their stable
-code: 422 ``validation_failed``/``no_route``, 404 ``session_not_found``, 409
+(an ``Idempotency-Key`` header becomes the command id, bound to the request's
+parameters). Rejections keep their stable code: 422 ``validation_failed``/``no_route``,
+400 ``idempotency_key_reused`` (the key came before with other parameters; 400, as
+Stripe answers, because only a new key helps, where our 409s are about the session's
+state), 404 ``session_not_found``, 409
 ``session_exists``/``illegal_transition``/``payment_completed``, 502
 ``all_providers_failed``/``provider_rejected``, 503 ``provider_unavailable``; a command queued
 without a reply in time answers 202 with its command id (resend it with the same key).
@@ -39,6 +42,8 @@ _STATUS = {
     "validation_failed": 422,
     "no_route": 422,
     "unknown_command": 400,
+    # as Stripe's idempotency_error: the request must change (a new key), a retry never helps
+    "idempotency_key_reused": 400,
     "session_not_found": 404,
     "session_exists": 409,
     "illegal_transition": 409,

@@ -1,8 +1,11 @@
 """Command handling: load the session, decide, append; idempotent by command id.
 
 A command that already appended (its id is on a stored event) answers with its
-first result and appends nothing, however late it is retried. A concurrency
-conflict reloads and decides again, a bounded number of times.
+first result and appends nothing, however late it is retried, provided it asks the
+same thing: the id (the caller's idempotency key) is bound to the fingerprint of the
+request stored on its events, and the same id with other parameters is refused with
+`IdempotencyKeyReused`. A concurrency conflict reloads and decides again, a bounded
+number of times.
 """
 
 from __future__ import annotations
@@ -25,11 +28,33 @@ from orchestrator.domain.commands import (
 )
 from orchestrator.domain.decider import decide, fold
 from orchestrator.errors import CheckoutError, ConcurrencyConflict
-from orchestrator.jetstream.event_store import DuplicateCommand, EventStore
+from orchestrator.jetstream.event_store import DuplicateCommand, EventStore, SessionHistory
 from orchestrator.services.closing import ProviderCloser
 from orchestrator.telemetry import Telemetry, continuing, current_traceparent, link_to
 
-__all__ = ["Accepted", "CommandContext", "CommandHandler", "CreateSessions", "OpenedAt"]
+__all__ = [
+    "Accepted",
+    "CommandContext",
+    "CommandHandler",
+    "CreateSessions",
+    "IdempotencyKeyReused",
+    "OpenedAt",
+    "check_same_request",
+]
+
+
+class IdempotencyKeyReused(CheckoutError):
+    """The idempotency key (command id) was first used with other parameters.
+
+    Nothing is appended, and nothing of the first request is named in the answer."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this idempotency key was already used with different parameters; "
+            "use a new key for a new request"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +64,7 @@ class CommandContext:
     command_id: str
     correlation_id: str
     traceparent: str | None = None
+    fingerprint: str | None = None  # of the request; None for internal commands
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +85,13 @@ class OpenedAt:
     checkout_url: str | None
     expires_at: datetime | None
     client_secret: SecretStr | None = field(default=None, repr=False)
+
+
+def check_same_request(history: SessionHistory, context: CommandContext) -> None:
+    """Refuse a command id already stored with another request's fingerprint."""
+    stored = history.fingerprint_of(context.command_id)
+    if stored is not None and context.fingerprint is not None and stored != context.fingerprint:
+        raise IdempotencyKeyReused
 
 
 class CreateSessions(Protocol):
@@ -123,6 +156,7 @@ class CommandHandler:
             link_to(trace.get_current_span(), history.events[0].metadata.traceparent)
         done = history.result_of(context.command_id)
         if done is not None:
+            check_same_request(history, context)
             return Accepted(command.session_id, done, appended=0, duplicate=True)
         state = fold(e.event for e in history.events)
         events = decide(state, command)
@@ -146,4 +180,5 @@ class CommandHandler:
             causation_id=context.command_id,
             occurred_at=at,
             traceparent=context.traceparent,
+            command_fingerprint=context.fingerprint,
         )
