@@ -7,17 +7,21 @@
     GET /v1/checkout-sessions/{id}/events               ?min_sequence=
     GET /v1/checkout-sessions/{id}/routing-decisions    ?min_sequence=
     GET /v1/stats/providers                             ?from=&to=&by_day=
+    GET /v1/operator/parked-events                      ?projection=&limit=
     GET /healthz
 
 ``min_sequence`` may also come as the ``Checkout-Min-Sequence`` header. Errors are JSON
 ``{"code", "message", ...}``: 400 ``invalid_query`` (bad filter, cursor, instant),
 404 ``session_not_found``, 503 ``query_unavailable`` (the database is down or restarting: retry),
-504 ``consistency_timeout``. The app owns no connection: the
+504 ``consistency_timeout``. The operator route lists the parked events (an alarm: each
+is a hole in a read model until ``projections replay-parked`` applies it); it is there
+when the composition root passes a `ParkedEvents`. The app owns no connection: the
 composition root opens the pool, builds `ReadModels` and closes the pool after serving.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated
 
@@ -28,10 +32,13 @@ from starlette.exceptions import HTTPException
 
 from events.values import Provider, SessionStatus
 from projections.errors import QueryError
+from projections.parked import ParkedEvents
 from projections.queries import MAX_PAGE, ReadModels, SessionFilters
 from projections.schemas import (
     CheckoutSession,
     ErrorBody,
+    ParkedEventBody,
+    ParkedEventList,
     ProviderStats,
     RoutingDecision,
     SessionPage,
@@ -151,7 +158,28 @@ def _detail_routes(app: FastAPI, reads: ReadModels) -> None:
         return {"status": "ok"}
 
 
-def create_app(reads: ReadModels) -> FastAPI:
+def _operator_routes(app: FastAPI, parked: ParkedEvents) -> None:
+    @app.get(
+        "/v1/operator/parked-events",
+        response_model=ParkedEventList,
+        responses=_ERRORS,
+        tags=["operator"],
+    )
+    async def parked_events(
+        projection: Annotated[
+            str | None, Query(pattern="^[a-z_]{1,40}$", description="one projection only")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> ParkedEventList:
+        """Events the projections could not apply; empty in a healthy system."""
+        events = await parked.list(projection=projection, limit=limit)
+        return ParkedEventList(
+            count=await parked.count(projection=projection),
+            data=[ParkedEventBody(**asdict(e)) for e in events],
+        )
+
+
+def create_app(reads: ReadModels, *, parked: ParkedEvents | None = None) -> FastAPI:
     """The HTTP app over ``reads``; serve it with uvicorn (see `orchestrator.bootstrap`)."""
     app = FastAPI(
         title="Checkout read models",
@@ -161,4 +189,6 @@ def create_app(reads: ReadModels) -> FastAPI:
     _install_error_handlers(app)
     _sessions_routes(app, reads)
     _detail_routes(app, reads)
+    if parked is not None:
+        _operator_routes(app, parked)
     return app
