@@ -98,7 +98,7 @@ def _whole_minor_units(value: Any) -> Any:
 CurrencyCode = Annotated[str, BeforeValidator(normalize_currency)]
 """An upper-case ISO 4217 code with a defined minor unit (``"usd"`` becomes ``"USD"``)."""
 
-MinorUnits = Annotated[int, BeforeValidator(_whole_minor_units), Field(le=INT64_MAX)]
+MinorUnits = Annotated[int, Field(le=INT64_MAX), BeforeValidator(_whole_minor_units)]
 """An integer amount in minor units that a ``bigint`` holds; an integral float is
 accepted and converted (a JSON string is not, under strict validation)."""
 

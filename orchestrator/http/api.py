@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 
 from events.values import Provider
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
+from orchestrator.domain.commands import CreateCheckoutSession
 from orchestrator.providers.base import PaymentProvider, WebhookRejected
 from orchestrator.webhooks.inbox import WebhookInbox
 
@@ -68,7 +69,46 @@ _WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "payload_too_large"},
 }
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description=(
+            "The command id, bound to this request's parameters (a hash of the validated "
+            "body). A retry with the same key and parameters gets the first result "
+            '("duplicate": true), however late; the same key with other parameters is 400 '
+            "idempotency_key_reused and appends nothing. A request refused by validation "
+            "stores nothing: its key can be used for the corrected one."
+        ),
+    ),
+]
+
+
+def _inlined(schema: Any, definitions: Mapping[str, Any]) -> Any:
+    """``schema`` with its ``$ref``s to ``$defs`` replaced by the definitions (the models
+    are not recursive), so it stands alone inside the OpenAPI document."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {k: _inlined(v, definitions) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    return schema
+
+
+def create_body_schema() -> dict[str, Any]:
+    """The JSON schema of a create body: the `create` command without what the server sets
+    (``type``, ``at``); ``session_id`` optional (derived from the key when absent)."""
+    schema = CreateCheckoutSession.model_json_schema()
+    body: dict[str, Any] = _inlined(schema, schema.get("$defs", {}))
+    for stamped in ("type", "at"):
+        body["properties"].pop(stamped)
+    body["required"] = [
+        f for f in body.get("required", []) if f not in {"type", "at", "session_id"}
+    ]
+    return body
 
 
 def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
@@ -92,11 +132,27 @@ async def _send(
 
 
 def add_command_routes(app: FastAPI, client: CheckoutClient) -> None:
-    @app.post("/v1/checkout-sessions", status_code=201, tags=["commands"], responses=_RESPONSES)
+    @app.post(
+        "/v1/checkout-sessions",
+        status_code=201,
+        tags=["commands"],
+        responses=_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": create_body_schema()}},
+            }
+        },
+    )
     async def create_session(
         body: Annotated[dict[str, Any], Body()], idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
-        """Create a checkout session; the reply says where the customer pays."""
+        """Create a checkout session; the reply says where the customer pays.
+
+        The body is validated strictly (JSON types as given, no coercion): amounts within
+        the currency's maximum (99,999,999 minor units for most), no control characters in
+        any string, a real email, an assigned ISO 3166-1 country; a refusal is 422
+        ``validation_failed`` with each field's ``loc``, and nothing is stored."""
         return await _send(client, "create", body, idempotency_key, 201)
 
     @app.post("/v1/checkout-sessions/{session_id}/expire", tags=["commands"], responses=_RESPONSES)
