@@ -293,3 +293,31 @@ async def test_every_create_accepted_over_http_is_readable_and_nothing_parks(con
         return created["session_id"], created["sequence"]
 
     assert await _accepted_ends_in_the_read_models(contract, send) > 0
+
+
+async def test_a_cancel_key_is_bound_to_its_reason_too(contract):
+    created = await contract.http.post("/v1/checkout-sessions", json=create_body())
+    session_id = created.json()["session_id"]
+    headers = {"Idempotency-Key": f"cancel-{session_id}"}
+    path = f"/v1/checkout-sessions/{session_id}/cancel"
+    first = await contract.http.post(path, json={"reason": "customer left"}, headers=headers)
+    assert first.status_code == 200, first.text
+    same = await contract.http.post(path, json={"reason": "customer left"}, headers=headers)
+    assert (same.status_code, same.json()["duplicate"]) == (200, True)
+    other = await contract.http.post(path, json={"reason": "changed my mind"}, headers=headers)
+    assert other.status_code == 400, other.text
+    assert other.json()["code"] == "idempotency_key_reused"
+
+
+async def test_the_openapi_document_states_the_contract(contract):
+    document = (await contract.http.get("/openapi.json")).json()
+    create = document["paths"]["/v1/checkout-sessions"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["amount"]["anyOf"][0]["maximum"] == 2**63 - 1
+    assert body["properties"]["customer"]["properties"]["email"]["anyOf"][0]["format"] == "email"
+    assert {"type", "at"}.isdisjoint(body["properties"])
+    assert body["required"] == ["currency"]
+    assert "idempotency_key_reused" in create["responses"]["400"]["description"]
+    key = next(p for p in create["parameters"] if p["name"] == "Idempotency-Key")
+    assert "idempotency_key_reused" in key["description"]
+    assert "/v1/operator/parked-events" in document["paths"]
