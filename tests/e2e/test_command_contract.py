@@ -321,3 +321,19 @@ async def test_the_openapi_document_states_the_contract(contract):
     key = next(p for p in create["parameters"] if p["name"] == "Idempotency-Key")
     assert "idempotency_key_reused" in key["description"]
     assert "/v1/operator/parked-events" in document["paths"]
+
+
+async def test_a_key_reused_for_another_session_is_refused(contract):
+    """Within the server's duplicate window the events' Nats-Msg-Id (from the key) are
+    refused as duplicates while the new session holds nothing: the key was used elsewhere."""
+    headers = {"Idempotency-Key": f"key-{new_session_id()}"}
+    first = await contract.http.post("/v1/checkout-sessions", json=create_body(), headers=headers)
+    assert first.status_code == 201, first.text
+    other = create_body()
+    before = await contract.stored()
+    reused = await contract.http.post("/v1/checkout-sessions", json=other, headers=headers)
+    assert reused.status_code == 400, reused.text
+    assert reused.json()["code"] == "idempotency_key_reused"
+    assert await contract.stored() == before
+    missing = await contract.http.get(f"/v1/checkout-sessions/{other['session_id']}")
+    assert missing.status_code == 404
