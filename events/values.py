@@ -10,8 +10,10 @@ built from a provider's answer: validated with the `INPUT` context (as
 `orchestrator.jetstream.wire` does for every command, over NATS and HTTP alike), text
 refuses control characters (NUL, which Postgres cannot store, and the rest of C0/C1,
 DEL, lone surrogates), an email must be an address (``email-validator``), and a country
-must be assigned in ISO 3166-1 (``iso3166``). Without that context the same types read
-stored events exactly as before, so no stored event becomes unreadable.
+must be assigned in ISO 3166-1 (``iso3166``), and text stays within `TEXT_MAX` /
+`ID_MAX`. Without that context the same types read stored events and provider answers as
+before. The one rule for every reader: an amount fits a signed 64-bit integer
+(`events.money.INT64_MAX`), since no read model could hold more.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __all__ = [
     "Metadata",
     "Mode",
     "PaymentStatus",
+    "Printable",
     "Provider",
     "ProviderReferences",
     "RequestedAmount",
@@ -94,19 +97,38 @@ def _printable(value: str, info: ValidationInfo) -> str:
     return value
 
 
+def _at_most(limit: int) -> AfterValidator:
+    def check(value: str, info: ValidationInfo) -> str:
+        if _is_input(info) and len(value) > limit:
+            raise ValueError(f"at most {limit} characters, got {len(value)}")
+        return value
+
+    return AfterValidator(check)
+
+
+Printable = Annotated[
+    str, Field(json_schema_extra={"pattern": _PRINTABLE_PATTERN}), AfterValidator(_printable)
+]
+"""Text without control characters in input (a field gives its own length)."""
+
 Text = Annotated[
     str,
-    Field(max_length=TEXT_MAX, json_schema_extra={"pattern": _PRINTABLE_PATTERN}),
+    Field(json_schema_extra={"maxLength": TEXT_MAX, "pattern": _PRINTABLE_PATTERN}),
     AfterValidator(_printable),
+    _at_most(TEXT_MAX),
 ]
-"""Free text: at most `TEXT_MAX` characters; no control characters in input."""
+"""Free text: in input at most `TEXT_MAX` characters and no control characters."""
 
 Identifier = Annotated[
     str,
-    Field(max_length=ID_MAX, json_schema_extra={"pattern": _PRINTABLE_PATTERN}),
+    Field(json_schema_extra={"maxLength": ID_MAX, "pattern": _PRINTABLE_PATTERN}),
     AfterValidator(_printable),
+    _at_most(ID_MAX),
 ]
-"""An id or code: at most `ID_MAX` characters; no control characters in input."""
+"""An id or code: in input at most `ID_MAX` characters and no control characters.
+
+The lengths bind input only, like the other input rules: a stored event or a
+provider's answer is read as it is."""
 
 
 class Value(BaseModel):
@@ -198,9 +220,12 @@ def _email(value: str, info: ValidationInfo) -> str:
 
 
 EmailAddress = Annotated[
-    str, Field(max_length=EMAIL_MAX, json_schema_extra={"format": "email"}), AfterValidator(_email)
+    str,
+    Field(max_length=512, json_schema_extra={"format": "email", "maxLength": EMAIL_MAX}),
+    AfterValidator(_email),
 ]
-"""An email address; input is checked by ``email-validator`` (syntax, no DNS)."""
+"""An email address; input is checked by ``email-validator`` (syntax, no DNS, at most
+`EMAIL_MAX` characters); data read back keeps the older bound of 512."""
 
 
 def _metadata(value: dict[str, str]) -> dict[str, str]:
@@ -241,7 +266,7 @@ class Customer(Value):
 
 
 class LineItem(Value):
-    name: Annotated[Text, Field(min_length=1, max_length=500)]
+    name: Annotated[Printable, Field(min_length=1, max_length=500)]
     quantity: int = Field(ge=1, le=1_000_000)
     unit_amount: MinorUnits = Field(ge=0)
     currency: CurrencyCode | None = None

@@ -26,11 +26,11 @@ from events.values import (
     Metadata,
     Mode,
     PaymentStatus,
+    Printable,
     Provider,
     ProviderReferences,
     RequestedAmount,
     SessionUrls,
-    Text,
     UtcDatetime,
     Value,
 )
@@ -75,7 +75,7 @@ class CreateCheckoutSession(CommandBase):
     urls: SessionUrls = SessionUrls()
     ui_mode: UiMode = "hosted"
     metadata: Metadata = Field(default_factory=dict)
-    client_reference_id: Annotated[Text, Field(max_length=200)] | None = None
+    client_reference_id: Annotated[Printable, Field(max_length=200)] | None = None
     expires_at: UtcDatetime | None = None
 
     @field_validator("amount")
@@ -173,7 +173,7 @@ class ExpireCheckoutSession(CommandBase):
 
 class CancelCheckoutSession(CommandBase):
     type: Literal["cancel"] = "cancel"
-    reason: Annotated[Text, Field(max_length=1000)] | None = None
+    reason: Annotated[Printable, Field(max_length=1000)] | None = None
 
 
 Command = Annotated[

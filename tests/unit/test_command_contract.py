@@ -237,3 +237,8 @@ def test_the_same_parameters_give_the_same_fingerprint() -> None:
 def test_other_parameters_give_another_fingerprint(changed: dict[str, Any]) -> None:
     body: dict[str, Any] = {"currency": "EUR", "amount": 2500, "metadata": {"a": "1"}}
     assert context_of(body).fingerprint != context_of(body | changed).fingerprint
+
+
+def test_lengths_bind_input_only_so_stored_data_still_reads() -> None:
+    stored = Customer(name="n" * 6000, phone="1" * 300)
+    assert (len(stored.name or ""), len(stored.phone or "")) == (6000, 300)
