@@ -31,6 +31,7 @@ class Headers:
     CAUSATION_ID = "Checkout-Causation-Id"
     OCCURRED_AT = "Checkout-Occurred-At"
     TRACEPARENT = "traceparent"
+    COMMAND_FINGERPRINT = "Checkout-Command-Fingerprint"
     MSG_ID = "Nats-Msg-Id"
 
 
@@ -65,6 +66,8 @@ def encode(
     }
     if metadata.traceparent:
         headers[Headers.TRACEPARENT] = metadata.traceparent
+    if metadata.command_fingerprint:
+        headers[Headers.COMMAND_FINGERPRINT] = metadata.command_fingerprint
     return EncodedEvent(
         subject=event_subject(prefix, event.session_id, event.type, partitions),
         payload=event.model_dump_json(exclude_none=False).encode(),
@@ -104,6 +107,7 @@ def decode(
             causation_id=headers[Headers.CAUSATION_ID],
             occurred_at=headers[Headers.OCCURRED_AT],
             traceparent=headers.get(Headers.TRACEPARENT),
+            command_fingerprint=headers.get(Headers.COMMAND_FINGERPRINT),
         )
     except (KeyError, ValueError, ValidationError, UnknownEventError) as exc:
         raise DecodeError(f"message {sequence} on {subject}: {exc}") from exc

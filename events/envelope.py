@@ -21,6 +21,9 @@ class EventMetadata(Value):
     causation_id: str = Field(min_length=1, max_length=128)
     occurred_at: UtcDatetime
     traceparent: str | None = Field(default=None, max_length=128)
+    command_fingerprint: str | None = Field(default=None, max_length=128)
+    """What the command id is bound to (canonical JSON hash of the command); absent on
+    events stored before fingerprints, and on events of internal commands."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,19 @@ Owns the one rule every provider shares: an amount is an integer count of the
 currency's minor unit (cents for USD, francs for XOF, fils for KWD). Floats never
 hold money here. Provider-specific rules (Stripe's zero-decimal list, ISK in
 hundreds) live with the provider adapters, not here.
+
+Also owns the largest amount a caller may ask for, per currency (`max_amount`): what
+the strictest provider accepts (Stripe: eight digits in the minor unit for most
+currencies, twelve for IDR), always far below the signed 64-bit ``bigint`` the read
+models store amounts in (`INT64_MAX` bounds every `MinorUnits`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from types import MappingProxyType
+from typing import Annotated, Any, Final
 
 from iso4217 import Currency
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -17,15 +24,38 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from events.errors import AmountError, CurrencyError
 
 __all__ = [
+    "DEFAULT_MAX_AMOUNT",
+    "INT64_MAX",
+    "MAX_AMOUNTS",
     "AmountError",
     "CurrencyCode",
     "CurrencyError",
     "MinorUnits",
     "PositiveMinorUnits",
     "currency_exponent",
+    "max_amount",
     "normalize_currency",
     "to_minor_units",
 ]
+
+
+INT64_MAX: Final = 2**63 - 1
+"""Largest amount a read model can hold (Postgres ``bigint``)."""
+
+DEFAULT_MAX_AMOUNT: Final = 99_999_999
+"""Stripe's documented maximum: eight digits in the minor unit (999,999.99 USD)."""
+
+MAX_AMOUNTS: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        "IDR": 999_999_999_999,  # Stripe: twelve digits for the rupiah
+    }
+)
+"""Currencies whose maximum differs from `DEFAULT_MAX_AMOUNT` (data, not code)."""
+
+
+def max_amount(currency: str) -> int:
+    """The largest amount, in minor units, a caller may ask for in ``currency``."""
+    return MAX_AMOUNTS.get(currency, DEFAULT_MAX_AMOUNT)
 
 
 def currency_exponent(code: str) -> int:
@@ -62,8 +92,9 @@ def _whole_minor_units(value: Any) -> Any:
 CurrencyCode = Annotated[str, BeforeValidator(normalize_currency)]
 """An upper-case ISO 4217 code with a defined minor unit (``"usd"`` becomes ``"USD"``)."""
 
-MinorUnits = Annotated[int, BeforeValidator(_whole_minor_units), Field(strict=False)]
-"""An integer amount in minor units; an integral float is accepted and converted."""
+MinorUnits = Annotated[int, Field(le=INT64_MAX), BeforeValidator(_whole_minor_units)]
+"""An integer amount in minor units that a ``bigint`` holds; an integral float is
+accepted and converted (a JSON string is not, under strict validation)."""
 
 
 def _positive(value: int) -> int:

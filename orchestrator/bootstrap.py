@@ -57,8 +57,10 @@ from orchestrator.telemetry import Telemetry, build_telemetry
 from orchestrator.webhooks.inbox import WebhookInbox
 from orchestrator.webhooks.processor import WebhookProcessor
 from projections import (
+    BatchOutcome,
     CommitWatch,
     EventSource,
+    ParkedEvents,
     Projector,
     ProjectorSettings,
     ReadModels,
@@ -311,6 +313,22 @@ class ReadSide:
     http_url: str | None
 
 
+def _count_parked(telemetry: Telemetry) -> Callable[[BatchOutcome, float], None]:
+    """The alarm's metric: ``checkout.projection.parked``, events parked by the projector
+    (``projections status`` and ``GET /v1/operator/parked-events`` show which)."""
+    parked = telemetry.meter_provider.get_meter("projections").create_counter(
+        "checkout.projection.parked",
+        unit="{event}",
+        description="events a projection could not apply and parked",
+    )
+
+    def observe(outcome: BatchOutcome, _: float) -> None:
+        if outcome.parked:
+            parked.add(outcome.parked)
+
+    return observe
+
+
 @asynccontextmanager
 async def read_side(
     settings: Settings,
@@ -349,12 +367,14 @@ async def read_side(
                 bindings=live_bindings(),
                 settings=projector_settings(settings),
                 tracer=(telemetry or Telemetry.disabled()).tracer("projections"),
+                on_commit=_count_parked(telemetry or Telemetry.disabled()),
             )
             task = asyncio.create_task(projector.run(), name="projector")
             stack.push_async_callback(_cancelled, task)
         http_url = None
         if serve_http:
-            server = HttpServer(create_app(reads), host=settings.http_host, port=settings.http_port)
+            app = create_app(reads, parked=ParkedEvents(pool))
+            server = HttpServer(app, host=settings.http_host, port=settings.http_port)
             await stack.enter_async_context(server)
             http_url = server.base_url
         yield ReadSide(nc, pool, reads, projector, http_url)
@@ -398,7 +418,12 @@ async def gateway(
             if settings.api_auth == "required"
             else None
         )
-        app = create_app(read.reads, dependencies=auth.read, responses=auth.responses)
+        app = create_app(
+            read.reads,
+            parked=ParkedEvents(read.pool),
+            dependencies=auth.read,
+            responses=auth.responses,
+        )
         auth.install(app)
         if telemetry is not None:
             FastAPIInstrumentor.instrument_app(

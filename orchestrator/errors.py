@@ -10,6 +10,7 @@ side) and re-exported here. Every error has a stable ``code`` for replies:
     ├── SessionAlreadyExists      session_exists         create for an existing session id
     ├── IllegalTransition         illegal_transition     command not allowed in this state
     │   └── PaymentCompleted      payment_completed      expire/cancel: the provider took it
+    ├── IdempotencyKeyReused      idempotency_key_reused the key came with other parameters (400)
     ├── ConcurrencyConflict       concurrency_conflict   another writer appended first
     ├── CorruptHistory            corrupt_history        stored events do not fold (a bug)
     ├── NoRoute                   no_route               no provider can take it (``explanation``)
@@ -56,6 +57,7 @@ __all__ = [
     "ConcurrencyConflict",
     "CorruptHistory",
     "Forbidden",
+    "IdempotencyKeyReused",
     "IllegalTransition",
     "InfrastructureError",
     "InvalidCommand",
@@ -114,6 +116,20 @@ class PaymentCompleted(IllegalTransition):
             f"checkout session {session_id} was paid at {provider}; it cannot be closed",
             session_id=session_id,
             provider=provider,
+        )
+
+
+class IdempotencyKeyReused(CheckoutError):
+    """The idempotency key (command id) was first used with other parameters.
+
+    Nothing is appended, and nothing of the first request is named in the answer."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this idempotency key was already used with different parameters; "
+            "use a new key for a new request"
         )
 
 

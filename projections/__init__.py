@@ -31,6 +31,7 @@ from projections.errors import (
 from projections.fold import Core, Lifecycle, SessionState, Unapplicable, advance, apply, fold
 from projections.migrate import migrate
 from projections.ownership import owners
+from projections.parked import ParkedEvent, ParkedEvents, ReplayOutcome, replay_parked
 from projections.projector import Projector, ProjectorSettings
 from projections.queries import ReadModels, SessionFilters
 from projections.read_models import PROJECTION_NAMES, Projection, all_projections
@@ -60,6 +61,8 @@ __all__ = [
     "InvalidQuery",
     "Lifecycle",
     "MigrationError",
+    "ParkedEvent",
+    "ParkedEvents",
     "Projection",
     "ProjectionError",
     "Projector",
@@ -74,6 +77,7 @@ __all__ = [
     "RebuildError",
     "RebuildProgress",
     "RebuildResult",
+    "ReplayOutcome",
     "RoutingDecision",
     "SessionFilters",
     "SessionNotFound",
@@ -95,6 +99,7 @@ __all__ = [
     "owners",
     "read_all",
     "rebuild",
+    "replay_parked",
     "status_report",
     "wait_caught_up",
 ]

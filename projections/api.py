@@ -7,12 +7,15 @@
     GET /v1/checkout-sessions/{id}/events               ?min_sequence=
     GET /v1/checkout-sessions/{id}/routing-decisions    ?min_sequence=
     GET /v1/stats/providers                             ?from=&to=&by_day=
+    GET /v1/operator/parked-events                      ?projection=&limit=
     GET /healthz
 
 ``min_sequence`` may also come as the ``Checkout-Min-Sequence`` header. Errors are JSON
 ``{"code", "message", ...}``: 400 ``invalid_query`` (bad filter, cursor, instant),
 404 ``session_not_found``, 503 ``query_unavailable`` (the database is down or restarting: retry),
-504 ``consistency_timeout``. The app owns no connection: the
+504 ``consistency_timeout``. The operator route lists the parked events (an alarm: each
+is a hole in a read model until ``projections replay-parked`` applies it); it is there
+when the composition root passes a `ParkedEvents`. The app owns no connection: the
 composition root opens the pool, builds `ReadModels` and closes the pool after serving.
 It also says who may query: `create_app`'s ``dependencies`` (and the ``responses`` they add)
 go on every query route, so that this package needs nothing of the write side's API keys.
@@ -21,6 +24,7 @@ go on every query route, so that this package needs nothing of the write side's 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated
 
@@ -31,10 +35,13 @@ from starlette.exceptions import HTTPException
 
 from events.values import Provider, SessionStatus
 from projections.errors import CheckoutError
+from projections.parked import ParkedEvents
 from projections.queries import MAX_PAGE, ReadModels, SessionFilters
 from projections.schemas import (
     CheckoutSession,
     ErrorBody,
+    ParkedEventBody,
+    ParkedEventList,
     ProviderStats,
     RoutingDecision,
     SessionPage,
@@ -150,16 +157,38 @@ def _detail_routes(app: APIRouter, reads: ReadModels) -> None:
         return await reads.provider_stats(start, end, by_day=by_day)
 
 
+def _operator_routes(app: APIRouter, parked: ParkedEvents) -> None:
+    @app.get(
+        "/v1/operator/parked-events",
+        response_model=ParkedEventList,
+        responses=_ERRORS,
+        tags=["operator"],
+    )
+    async def parked_events(
+        projection: Annotated[
+            str | None, Query(pattern="^[a-z_]{1,40}$", description="one projection only")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> ParkedEventList:
+        """Events the projections could not apply; empty in a healthy system."""
+        events = await parked.list(projection=projection, limit=limit)
+        return ParkedEventList(
+            count=await parked.count(projection=projection),
+            data=[ParkedEventBody(**asdict(e)) for e in events],
+        )
+
+
 def create_app(
     reads: ReadModels,
     *,
+    parked: ParkedEvents | None = None,
     dependencies: Sequence[params.Depends] = (),
     responses: Mapping[int | str, dict[str, object]] | None = None,
 ) -> FastAPI:
     """The HTTP app over ``reads``; serve it with uvicorn (see `orchestrator.bootstrap`).
 
     ``dependencies`` guard every query route (the composition root passes the API-key
-    check); ``responses`` document what they answer."""
+    check); ``responses`` document what they answer; with ``parked``, the operator route."""
     app = FastAPI(
         title="Checkout read models",
         version="1",
@@ -169,6 +198,8 @@ def create_app(
     queries = APIRouter(dependencies=list(dependencies), responses=dict(responses or {}))
     _sessions_routes(queries, reads)
     _detail_routes(queries, reads)
+    if parked is not None:
+        _operator_routes(queries, parked)
     app.include_router(queries)
 
     @app.get("/healthz", include_in_schema=False)

@@ -19,6 +19,8 @@ __all__ = [
     "CheckoutSession",
     "DroppedProvider",
     "ErrorBody",
+    "ParkedEventBody",
+    "ParkedEventList",
     "ProviderStats",
     "ProviderTotal",
     "RoutingDecision",
@@ -175,3 +177,23 @@ class ProviderStats(_Frozen):
 class ErrorBody(_Frozen):
     code: str
     message: str
+
+
+class ParkedEventBody(_Frozen):
+    """An event a projection could not apply (its payload stays in the database)."""
+
+    projection: str
+    version: int
+    partition: int
+    sequence: int
+    subject: str
+    event_type: str | None
+    error: str
+    parked_at: datetime
+
+
+class ParkedEventList(_Frozen):
+    """Parked events of the serving versions, oldest first; ``count`` is all of them."""
+
+    count: int
+    data: list[ParkedEventBody]

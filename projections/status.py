@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
 
 from projections.ownership import owners
+from projections.parked import ParkedEvent
 from projections.source import EventSource, partition_heads, pending_counts
 
 __all__ = [
@@ -41,18 +41,6 @@ class CheckpointStatus:
     head: int
     pending: int | None
     owner_pid: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedEvent:
-    projection: str
-    version: int
-    partition: int
-    sequence: int
-    subject: str
-    event_type: str | None
-    error: str
-    parked_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,10 @@ PostgreSQL in a directory of its own under the system's temporary directory (see
 Tests that kill or restart a server use a private one (``nats_server``) and never the
 shared one. Names (streams, subjects, databases) are unique per test, so tests never collide
 on a shared server.
+
+A parked projection event is an alarm (a hole in a read model): the ``database_url``
+fixture fails the test that leaves one in its database, unless the test is marked
+``parked_expected``.
 """
 
 from __future__ import annotations
@@ -131,9 +135,27 @@ def _with_database(dsn: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
+_PARKED = """
+SELECT CASE WHEN to_regclass('parked_events') IS NULL THEN '{}'::text[] ELSE
+    (SELECT coalesce(array_agg(format('%s #%s %s: %s', projection, sequence, event_type,
+                                      left(error, 200)) ORDER BY id), '{}')
+     FROM parked_events)
+END
+"""
+
+
+async def _parked_in(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return list(await conn.fetchval(_PARKED))
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
-async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
-    """DSN of a fresh, empty database on the session's server, dropped after the test."""
+async def database_url(postgres_dsn: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """DSN of a fresh, empty database on the session's server, dropped after the test;
+    the test fails if it parked a projection event without the ``parked_expected`` mark."""
     name = f"test_{uuid.uuid4().hex[:16]}"
     conn = await asyncpg.connect(postgres_dsn)
     try:
@@ -141,6 +163,17 @@ async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
     finally:
         await conn.close()
     yield _with_database(postgres_dsn, name)
+    try:
+        parked = await _parked_in(_with_database(postgres_dsn, name))
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        parked = []  # the server is gone (a fault test): nothing left to check
+    finally:
+        await _drop_database(postgres_dsn, name)
+    if parked and request.node.get_closest_marker("parked_expected") is None:
+        pytest.fail(f"{len(parked)} projection event(s) parked: {parked[:5]}", pytrace=False)
+
+
+async def _drop_database(postgres_dsn: str, name: str) -> None:
     with contextlib.suppress(Exception):  # best effort: the server may be gone
         conn = await asyncpg.connect(postgres_dsn, timeout=10)
         try:

@@ -1,4 +1,5 @@
-"""``projections run | status | rebuild``: the read models' workers, their progress, rebuilds."""
+"""``projections run | status | rebuild | replay-parked``: the read models' workers, their
+progress, rebuilds, and the events they parked (applied again after a fix)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.bootstrap import connect_nats, event_source, read_side
-from orchestrator.cli.common import console, endpoints_or_exit, load_settings, run, until_signalled
+from orchestrator.cli.common import (
+    console,
+    endpoints_or_exit,
+    load_settings,
+    run,
+    until_signalled,
+    with_pool,
+)
 from orchestrator.jetstream.connection import nats_options
-from projections import PROJECTION_NAMES, RebuildProgress, StatusReport, rebuild, status_report
+from projections import (
+    PROJECTION_NAMES,
+    RebuildProgress,
+    StatusReport,
+    rebuild,
+    replay_parked,
+    status_report,
+)
 from projections.status import CheckpointStatus
 
 __all__ = ["projections_app"]
@@ -88,6 +103,38 @@ def projections_status() -> None:
         console.print(f"total lag: {report.lag} event(s)")
 
     run(main())
+
+
+@projections_app.command("replay-parked")
+def projections_replay_parked(
+    name: Annotated[
+        str | None, typer.Option("--projection", help=f"one of {', '.join(PROJECTION_NAMES)}")
+    ] = None,
+) -> None:
+    """Apply the parked events again (after fixing their cause), oldest first, each once.
+
+    Exits 1 while some still fail: they stay parked, with their new error."""
+    if name is not None and name not in PROJECTION_NAMES:
+        console.print(f"[red]unknown projection {name!r}[/red]")
+        raise typer.Exit(2)
+
+    async def replay(pool: asyncpg.Pool) -> int:
+        outcome = await replay_parked(pool, projection=name)
+        console.print(f"replayed: {outcome.replayed} event(s)")
+        if not outcome.still_parked:
+            return 0
+        table = Table(title=f"still parked ({len(outcome.still_parked)})")
+        for column in ("sequence", "projection", "type", "error"):
+            table.add_column(column)
+        for event in outcome.still_parked:
+            table.add_row(
+                str(event.sequence), event.projection, event.event_type or "?", event.error
+            )
+        console.print(table)
+        return 1
+
+    if with_pool(replay):
+        raise typer.Exit(1)
 
 
 @projections_app.command("rebuild")

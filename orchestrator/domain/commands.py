@@ -3,16 +3,21 @@
 Each is a frozen pydantic model with a literal ``type``. Time (``at``) and ids
 (``session_id``) come in on the command, so `decider.decide` stays pure. The
 orchestrator stamps ``at`` when it receives a command; callers do not send it.
+
+A caller's command is validated strictly (`orchestrator.jetstream.wire`): what is
+accepted can be stored in every read model. Amounts stay within the currency's
+`events.money.max_amount` (the amount, each line item and the items' total), and the
+value types refuse control characters, bad emails and unassigned countries there.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 from events.catalog import RoutingExplanation, UiMode
-from events.money import CurrencyCode, PositiveMinorUnits
+from events.money import CurrencyCode, PositiveMinorUnits, max_amount
 from events.values import (
     AbsoluteUrl,
     Amounts,
@@ -21,6 +26,7 @@ from events.values import (
     Metadata,
     Mode,
     PaymentStatus,
+    Printable,
     Provider,
     ProviderReferences,
     RequestedAmount,
@@ -69,8 +75,26 @@ class CreateCheckoutSession(CommandBase):
     urls: SessionUrls = SessionUrls()
     ui_mode: UiMode = "hosted"
     metadata: Metadata = Field(default_factory=dict)
-    client_reference_id: str | None = Field(default=None, max_length=200)
+    client_reference_id: Annotated[Printable, Field(max_length=200)] | None = None
     expires_at: UtcDatetime | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_within_maximum(cls, amount: int | None, info: ValidationInfo) -> int | None:
+        _within_maximum(amount, info.data.get("currency"), "amount")
+        return amount
+
+    @field_validator("line_items")
+    @classmethod
+    def _items_within_maximum(
+        cls, items: tuple[LineItem, ...], info: ValidationInfo
+    ) -> tuple[LineItem, ...]:
+        currency = info.data.get("currency")
+        for item in items:
+            _within_maximum(item.unit_amount, currency, "a line item's unit_amount")
+        if items:
+            _within_maximum(sum(item.total for item in items), currency, "the line items' total")
+        return items
 
     @model_validator(mode="after")
     def _amount_fits_mode(self) -> CreateCheckoutSession:
@@ -88,6 +112,12 @@ class CreateCheckoutSession(CommandBase):
         return RequestedAmount(
             currency=self.currency, amount=self.amount, line_items=self.line_items
         )
+
+
+def _within_maximum(amount: int | None, currency: str | None, what: str) -> None:
+    # no currency means it failed validation already: that error is the one to report
+    if amount is not None and currency is not None and amount > (limit := max_amount(currency)):
+        raise ValueError(f"{what} {amount} exceeds the maximum {limit} for {currency}")
 
 
 class RecordRouting(CommandBase):
@@ -143,7 +173,7 @@ class ExpireCheckoutSession(CommandBase):
 
 class CancelCheckoutSession(CommandBase):
     type: Literal["cancel"] = "cancel"
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Annotated[Printable, Field(max_length=1000)] | None = None
 
 
 Command = Annotated[
@@ -160,6 +190,7 @@ Command = Annotated[
 ]
 
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
+
 
 def command_models() -> tuple[type[CommandBase], ...]:
     return (

@@ -6,8 +6,11 @@
     POST /v1/webhooks/{provider}               signed provider notifications
 
 Session commands go through the same durable NATS command path as every other client
-(an ``Idempotency-Key`` header becomes the command id). Rejections keep their stable
-code: 422 ``validation_failed``/``no_route``, 404 ``session_not_found``, 409
+(an ``Idempotency-Key`` header becomes the command id, bound to the request's
+parameters). Rejections keep their stable code: 422 ``validation_failed``/``no_route``,
+400 ``idempotency_key_reused`` (the key came before with other parameters; 400, as
+Stripe answers, because only a new key helps, where our 409s are about the session's
+state), 404 ``session_not_found``, 409
 ``session_exists``/``illegal_transition``/``payment_completed``, 502
 ``all_providers_failed``/``provider_rejected``, 503 ``provider_unavailable``; a command queued
 without a reply in time answers 202 with its command id (resend it with the same key).
@@ -32,6 +35,7 @@ from fastapi.responses import JSONResponse
 
 from events.values import Provider
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
+from orchestrator.domain.commands import CreateCheckoutSession
 from orchestrator.http.auth import ApiKeyAuth
 from orchestrator.http.limits import BODY_RESPONSES, json_body, limited_body
 from orchestrator.providers.base import PaymentProvider, WebhookRejected
@@ -43,6 +47,8 @@ _STATUS = {
     "validation_failed": 422,
     "no_route": 422,
     "unknown_command": 400,
+    # as Stripe's idempotency_error: the request must change (a new key), a retry never helps
+    "idempotency_key_reused": 400,
     "session_not_found": 404,
     "session_exists": 409,
     "illegal_transition": 409,
@@ -61,14 +67,68 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     }
     for status in sorted({*_STATUS.values(), 202})
 }
-_WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **BODY_RESPONSES,
-    400: {"description": "signature, timestamp or body rejected; JSON nested too deeply"},
-    404: {"description": "provider_not_configured"},
-}
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+
+def _merged(*answers: Mapping[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """Documented answers of several origins; one status's descriptions are joined."""
+    merged: dict[int | str, dict[str, Any]] = {}
+    for documented in answers:
+        for status, answer in documented.items():
+            if status in merged:
+                text = f"{merged[status]['description']}; {answer['description']}"
+                merged[status] = {**merged[status], "description": text}
+            else:
+                merged[status] = answer
+    return merged
+
+
+_WEBHOOK_RESPONSES = _merged(
+    {400: {"description": "signature, timestamp or body rejected"}},
+    {404: {"description": "provider_not_configured"}},
+    BODY_RESPONSES,
+)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description=(
+            "The command id, bound to this request's parameters (a hash of the validated "
+            "body). A retry with the same key and parameters gets the first result "
+            '("duplicate": true), however late; the same key with other parameters is 400 '
+            "idempotency_key_reused and appends nothing. A request refused by validation "
+            "stores nothing: its key can be used for the corrected one."
+        ),
+    ),
+]
 Body = Annotated[bytes, Depends(limited_body)]
+
+
+def _inlined(schema: Any, definitions: Mapping[str, Any]) -> Any:
+    """``schema`` with its ``$ref``s to ``$defs`` replaced by the definitions (the models
+    are not recursive), so it stands alone inside the OpenAPI document."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {k: _inlined(v, definitions) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(item, definitions) for item in schema]
+    return schema
+
+
+def create_body_schema() -> dict[str, Any]:
+    """The JSON schema of a create body: the `create` command without what the server sets
+    (``type``, ``at``); ``session_id`` optional (derived from the key when absent)."""
+    schema = CreateCheckoutSession.model_json_schema()
+    body: dict[str, Any] = _inlined(schema, schema.get("$defs", {}))
+    for stamped in ("type", "at"):
+        body["properties"].pop(stamped)
+    body["required"] = [
+        f for f in body.get("required", []) if f not in {"type", "at", "session_id"}
+    ]
+    return body
 
 
 def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
@@ -109,17 +169,22 @@ def _json_object(body: bytes, *, required: bool = True) -> dict[str, Any] | JSON
 def add_command_routes(app: FastAPI, client: CheckoutClient, auth: ApiKeyAuth) -> None:
     commands = APIRouter(
         tags=["commands"],
-        responses={**_RESPONSES, **BODY_RESPONSES, **auth.responses},
+        responses=_merged(_RESPONSES, BODY_RESPONSES, auth.responses),
         dependencies=auth.write,
     )
 
     @commands.post(
         "/v1/checkout-sessions",
         status_code=201,
-        openapi_extra=json_body("the `create` command (see the README)"),
+        openapi_extra=json_body("the `create` command", schema=create_body_schema()),
     )
     async def create_session(body: Body, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-        """Create a checkout session; the reply says where the customer pays."""
+        """Create a checkout session; the reply says where the customer pays.
+
+        The body is validated strictly (JSON types as given, no coercion): amounts within
+        the currency's maximum (99,999,999 minor units for most), no control characters in
+        any string, a real email, an assigned ISO 3166-1 country; a refusal is 422
+        ``validation_failed`` with each field's ``loc``, and nothing is stored."""
         payload = _json_object(body)
         if isinstance(payload, JSONResponse):
             return payload

@@ -73,12 +73,14 @@ async def limited_body(request: Request) -> bytes:
     return body
 
 
-def json_body(description: str, *, required: bool = True) -> dict[str, Any]:
+def json_body(
+    description: str, *, schema: dict[str, Any] | None = None, required: bool = True
+) -> dict[str, Any]:
     """``openapi_extra`` of a route that reads a JSON object with `limited_body`."""
     return {
         "requestBody": {
             "required": required,
             "description": description,
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": schema or {"type": "object"}}},
         }
     }

@@ -66,6 +66,14 @@ class SessionHistory:
         found = [e.sequence for e in self.events if e.metadata.command_id == command_id]
         return found[-1] if found else None
 
+    def fingerprint_of(self, command_id: str) -> str | None:
+        """The request fingerprint stored with a command's events (None before
+        fingerprints were stored, or if the command appended nothing here)."""
+        for recorded in self.events:
+            if recorded.metadata.command_id == command_id:
+                return recorded.metadata.command_fingerprint
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:

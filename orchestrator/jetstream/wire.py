@@ -13,6 +13,15 @@ The reply is JSON: ``{"status": "accepted", "command_id", "session_id", "sequenc
 "appended", "duplicate"}`` or ``{"status": "rejected", "command_id", "error": {"code",
 "message", ...}}``. The body never carries ``type`` (the subject does) or ``at`` (the
 orchestrator stamps the time it handles the command).
+
+The body is validated in strict JSON mode (``"5000"`` is not a number); a caller's
+command (create, cancel, expire) also with the `events.values.INPUT` context (no
+control characters, real emails and countries): one schema for every caller, as the
+HTTP API sends its bodies through here too. Commands that record what a provider
+reported (complete, mark_processing, ...) are not held to the input rules: refusing
+them would lose a real payment over an odd customer name. A
+rejected body stores nothing. An accepted one gets a `fingerprint` (canonical JSON of
+the validated command) that binds its command id to these parameters.
 """
 
 from __future__ import annotations
@@ -26,11 +35,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from events.values import INPUT
 from orchestrator.domain.commands import COMMAND_TYPES, Command, command_adapter
 from orchestrator.errors import CheckoutError, InvalidCommand, UnknownCommand
 from orchestrator.services.handling import Accepted, CommandContext
 
 __all__ = [
+    "CALLER_COMMANDS",
     "COMMAND_ID",
     "CORRELATION_ID",
     "REPLY_TO",
@@ -41,6 +52,7 @@ __all__ = [
     "accepted_reply",
     "command_id_of",
     "derive_session_id",
+    "fingerprint",
     "parse_command",
     "parse_reply",
     "rejected_reply",
@@ -50,6 +62,9 @@ COMMAND_ID = "Checkout-Command-Id"
 CORRELATION_ID = "Checkout-Correlation-Id"
 REPLY_TO = "Checkout-Reply-To"
 TRACEPARENT = "traceparent"
+
+CALLER_COMMANDS = frozenset({"create", "cancel", "expire"})
+"""Commands a merchant sends (HTTP or NATS); validated with the input rules."""
 
 _ID = re.compile(r"^[A-Za-z0-9_:.-]{1,128}$")
 
@@ -97,6 +112,19 @@ def command_id_of(headers: Mapping[str, str]) -> str:
     return command_id
 
 
+def fingerprint(command: Command) -> str:
+    """What a command id is bound to: SHA-256 of the validated command as canonical JSON
+    (sorted keys, no white space), without the time the orchestrator stamped on it. Two
+    bodies that validate to the same command (key order, ``"usd"`` and ``"USD"``) match."""
+    canonical = json.dumps(
+        command.model_dump(mode="json", exclude={"at"}),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def parse_command(
     command_type: str, body: bytes, headers: Mapping[str, str], at: datetime
 ) -> tuple[Command, CommandContext]:
@@ -112,12 +140,22 @@ def parse_command(
         raise InvalidCommand("command body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise InvalidCommand("command body must be a JSON object")
-    payload = {**payload, "type": command_type, "at": at}
+    payload = {**payload, "type": command_type, "at": at.isoformat()}
     if command_type == "create" and "session_id" not in payload:
         payload["session_id"] = derive_session_id(command_id)
     try:
-        command = command_adapter.validate_python(payload)
+        data = json.dumps(payload, allow_nan=False)
+    except ValueError:  # json.loads takes NaN and Infinity; JSON has neither
+        raise InvalidCommand("command body holds NaN or Infinity, which are not JSON") from None
+    except RecursionError:
+        raise InvalidCommand("command body is nested too deeply") from None
+    try:
+        # strict JSON mode: types as JSON has them (no "5000" for 5000), nested models too
+        context = INPUT if command_type in CALLER_COMMANDS else None
+        command = command_adapter.validate_json(data, strict=True, context=context)
     except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":  # json.loads took it: a lone surrogate
+            raise InvalidCommand("command body holds a lone surrogate escape, not text") from None
         errors = [
             {"loc": list(err["loc"])[1:], "msg": err["msg"], "type": err["type"]}
             for err in exc.errors(include_url=False, include_input=False, include_context=False)
@@ -125,7 +163,9 @@ def parse_command(
         message = f"invalid {command_type} command: {errors[0]['msg']}"
         raise InvalidCommand(message, errors) from None
     correlation_id = headers.get(CORRELATION_ID) or command_id
-    return command, CommandContext(command_id, correlation_id, headers.get(TRACEPARENT))
+    return command, CommandContext(
+        command_id, correlation_id, headers.get(TRACEPARENT), fingerprint=fingerprint(command)
+    )
 
 
 def accepted_reply(command_id: str, result: Accepted) -> bytes:

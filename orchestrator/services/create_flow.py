@@ -8,7 +8,10 @@ whole story does.
 Provider calls carry the idempotency key (session id, attempt): a redelivered create
 command reopens the *same* provider session instead of a second one. A retried command
 whose events are already stored is answered from them (and, for embedded checkouts,
-the client secret is fetched again from the provider: it is never stored).
+the client secret is fetched again from the provider: it is never stored), if it asks
+the same thing: the command id is bound to the request's fingerprint, stored on the
+events, and a reuse with other parameters is `IdempotencyKeyReused`, as is a command id
+the server already holds for another session (its duplicate window).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from orchestrator.domain.state import Failed, State
 from orchestrator.errors import (
     CheckoutError,
     ConcurrencyConflict,
+    IdempotencyKeyReused,
     SessionAlreadyExists,
 )
 from orchestrator.jetstream.event_store import DuplicateCommand, EventStore, SessionHistory
@@ -45,7 +49,12 @@ from orchestrator.providers.base import (
 from orchestrator.routing.engine import RouteRequest, route
 from orchestrator.routing.health import HealthBoard
 from orchestrator.routing.rules import RoutingRules
-from orchestrator.services.handling import Accepted, CommandContext, OpenedAt
+from orchestrator.services.handling import (
+    Accepted,
+    CommandContext,
+    OpenedAt,
+    check_same_request,
+)
 from orchestrator.telemetry import Telemetry
 
 __all__ = ["AllProvidersFailed", "CreateFlow"]
@@ -94,6 +103,7 @@ class CreateFlow:
     async def create(self, command: CreateCheckoutSession, context: CommandContext) -> Accepted:
         history = await self._store.load(command.session_id)
         if history.result_of(context.command_id) is not None:
+            check_same_request(history, context)
             return await self._answer_again(history)
         if history.events:
             raise SessionAlreadyExists(command.session_id)
@@ -124,8 +134,10 @@ class CreateFlow:
                 [self._metadata(context, e.occurred_at) for e in draft.events],
                 expected_version=0,
             )
-        except (ConcurrencyConflict, DuplicateCommand):
-            return await self._after_race(command, context)
+        except ConcurrencyConflict:
+            return await self._after_race(command, context, duplicate=False)
+        except DuplicateCommand:
+            return await self._after_race(command, context, duplicate=True)
         if opened is None:
             raise self._all_failed(command.session_id, draft)
         return _created(draft.events, result.last_sequence, len(draft.events), opened)
@@ -175,11 +187,14 @@ class CreateFlow:
             self._health.record_failure(provider)
 
     async def _after_race(
-        self, command: CreateCheckoutSession, context: CommandContext
+        self, command: CreateCheckoutSession, context: CommandContext, *, duplicate: bool
     ) -> Accepted:
         history = await self._store.load(command.session_id)
         if history.result_of(context.command_id) is not None:
+            check_same_request(history, context)
             return await self._answer_again(history)
+        if duplicate:  # the server holds this command id, but on another session
+            raise IdempotencyKeyReused
         raise SessionAlreadyExists(command.session_id)
 
     async def _answer_again(self, history: SessionHistory) -> Accepted:
@@ -229,6 +244,7 @@ class CreateFlow:
             causation_id=context.command_id,
             occurred_at=at,
             traceparent=context.traceparent,
+            command_fingerprint=context.fingerprint,
         )
 
 

@@ -1,8 +1,11 @@
 """Command handling: load the session, decide, append; idempotent by command id.
 
 A command that already appended (its id is on a stored event) answers with its
-first result and appends nothing, however late it is retried. A concurrency
-conflict reloads and decides again, a bounded number of times.
+first result and appends nothing, however late it is retried, provided it asks the
+same thing: the id (the caller's idempotency key) is bound to the fingerprint of the
+request stored on its events, and the same id with other parameters is refused with
+`IdempotencyKeyReused`. A concurrency conflict reloads and decides again, a bounded
+number of times.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ from orchestrator.domain.commands import (
     ExpireCheckoutSession,
 )
 from orchestrator.domain.decider import decide, fold
-from orchestrator.errors import CheckoutError, ConcurrencyConflict
-from orchestrator.jetstream.event_store import DuplicateCommand, EventStore
+from orchestrator.errors import CheckoutError, ConcurrencyConflict, IdempotencyKeyReused
+from orchestrator.jetstream.event_store import DuplicateCommand, EventStore, SessionHistory
 from orchestrator.services.closing import ProviderCloser
 from orchestrator.telemetry import Telemetry, continuing, current_traceparent, link_to
 
-__all__ = ["Accepted", "CommandContext", "CommandHandler", "CreateSessions", "OpenedAt"]
+__all__ = [
+    "Accepted",
+    "CommandContext",
+    "CommandHandler",
+    "CreateSessions",
+    "OpenedAt",
+    "check_same_request",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,7 @@ class CommandContext:
     command_id: str
     correlation_id: str
     traceparent: str | None = None
+    fingerprint: str | None = None  # of the request; None for internal commands
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,13 @@ class OpenedAt:
     checkout_url: str | None
     expires_at: datetime | None
     client_secret: SecretStr | None = field(default=None, repr=False)
+
+
+def check_same_request(history: SessionHistory, context: CommandContext) -> None:
+    """Refuse a command id already stored with another request's fingerprint."""
+    stored = history.fingerprint_of(context.command_id)
+    if stored is not None and context.fingerprint is not None and stored != context.fingerprint:
+        raise IdempotencyKeyReused
 
 
 class CreateSessions(Protocol):
@@ -123,6 +141,7 @@ class CommandHandler:
             link_to(trace.get_current_span(), history.events[0].metadata.traceparent)
         done = history.result_of(context.command_id)
         if done is not None:
+            check_same_request(history, context)
             return Accepted(command.session_id, done, appended=0, duplicate=True)
         state = fold(e.event for e in history.events)
         events = decide(state, command)
@@ -146,4 +165,5 @@ class CommandHandler:
             causation_id=context.command_id,
             occurred_at=at,
             traceparent=context.traceparent,
+            command_fingerprint=context.fingerprint,
         )

@@ -53,6 +53,7 @@ async def _publish_raw(env, sid: str, event_type: str, payload: bytes, headers: 
     return ack.seq
 
 
+@pytest.mark.parked_expected
 async def test_poison_events_are_parked_and_later_events_still_project(env):
     partition = 3
     poison_sid = _session_in(partition, env.layout.partitions, "poison_")
