@@ -44,6 +44,7 @@ from orchestrator.jetstream.connection import (
 )
 from orchestrator.jetstream.connection import connect as nats_connect
 from orchestrator.jetstream.event_store import EventStore
+from orchestrator.jetstream.fetch_contract import keep_fetch_contract
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.providers.base import PaymentProvider
 from orchestrator.routing.health import BreakerPolicy, HealthBoard
@@ -276,6 +277,7 @@ async def orchestrator(
         register_command_service(broker, layout, handler, clock, nc)
         await broker.start()
         stack.push_async_callback(broker.stop)
+        keep_fetch_contract(broker)  # an idle queue is not a crash (fetch_contract)
         yield Orchestrator(nc, store, broker, layout)
 
 

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     )
     api_key_cache_seconds: float = Field(default=5.0, ge=0.0, le=60.0)
     settlement_interval_seconds: float = Field(default=5.0, gt=0)
+    log_format: Literal["human", "json"] = Field(
+        default="human", description="stderr log lines: 'human' or one JSON object per line"
+    )
 
     @model_validator(mode="after")
     def _nats_credentials_fit_together(self) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import asyncpg
@@ -13,6 +12,7 @@ from rich.table import Table
 from orchestrator.bootstrap import connect_nats, event_source, read_side
 from orchestrator.cli.common import console, endpoints_or_exit, load_settings, run, until_signalled
 from orchestrator.jetstream.connection import nats_options
+from orchestrator.logs import configure_logging
 from projections import PROJECTION_NAMES, RebuildProgress, StatusReport, rebuild, status_report
 from projections.status import CheckpointStatus
 
@@ -27,8 +27,8 @@ projections_app = typer.Typer(
 @projections_app.command("run")
 def projections_run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run one projector worker (no HTTP) until SIGINT/SIGTERM; start more to scale out."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     settings = load_settings()
+    configure_logging(settings.log_format, verbose=verbose)
     endpoints = endpoints_or_exit(settings)
 
     async def main() -> None:
