@@ -68,10 +68,12 @@ async def _serve(
             providers = fleet.providers
         for adapter in providers.values() if not sandbox else ():
             stack.push_async_callback(adapter.aclose)
+        health = None
         if role in (Role.ALL, Role.COMMANDS):
-            await stack.enter_async_context(
+            system = await stack.enter_async_context(
                 orchestrator(settings, endpoints.nats_url, providers=providers, telemetry=telemetry)
             )
+            health = system.health
         http_url = "-"
         if role is not Role.COMMANDS:
             read = await stack.enter_async_context(
@@ -85,7 +87,9 @@ async def _serve(
             )
             if role is not Role.PROJECTORS:
                 gw = await stack.enter_async_context(
-                    gateway(settings, endpoints, read, providers, telemetry=telemetry)
+                    gateway(
+                        settings, endpoints, read, providers, telemetry=telemetry, health=health
+                    )
                 )
                 http_url = gw.http_url
                 if sandbox:

@@ -1,9 +1,11 @@
 """The HTTP API's front door (pure ASGI, outermost): API keys, body size and JSON depth.
 
 - every route needs ``Authorization: Bearer <key>`` except the signed provider webhooks
-  (``POST /v1/webhooks/{provider}``), ``/healthz`` and the API's own description
-  (``/docs``, ``/openapi.json``); GET/HEAD need a ``read`` or ``write`` key, anything else
-  a ``write`` key: 401 ``unauthenticated``, 403 ``forbidden``;
+  (``POST /v1/webhooks/{provider}``), ``/healthz``, the API's own description
+  (``/docs``, ``/openapi.json``) and the console (``/console/...``: its own sign-in,
+  `orchestrator.http.console.auth`, which verifies keys with the same `ApiKeys`);
+  GET/HEAD need a ``read`` or ``write`` key, anything else a ``write`` key:
+  401 ``unauthenticated``, 403 ``forbidden``;
 - a body over ``max_body`` bytes is 413 ``payload_too_large`` (by Content-Length before
   reading, or while reading); JSON nested deeper than ``max_depth`` is 400
   ``payload_too_deep``, before any parser recurses into it.
@@ -31,6 +33,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
 
 _WEBHOOK = re.compile(r"^/v1/webhooks/[^/]+/?$")
+_CONSOLE = "/console"
 _OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -56,7 +59,8 @@ def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse
 
 
 def _exempt(method: str, path: str) -> bool:
-    return path in _OPEN_PATHS or (method == "POST" and _WEBHOOK.match(path) is not None)
+    console = path == _CONSOLE or path.startswith(f"{_CONSOLE}/")  # its own auth
+    return console or path in _OPEN_PATHS or (method == "POST" and _WEBHOOK.match(path) is not None)
 
 
 def _bearer(scope: Message) -> str | None:
