@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from events.values import Provider
 from orchestrator.bootstrap import Endpoints, Gateway, gateway, orchestrator, read_side
 from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import SandboxFleet
@@ -137,6 +138,26 @@ async def _open_sessions(console: Console) -> tuple[dict, dict]:
     return paid, fallback
 
 
+async def _more_sessions(console: Console) -> None:
+    """A few more markets, so the pages (and their screenshots) show a mix."""
+    markets = [
+        ("XOF", "SN", 5000, {}, "pay"),
+        ("EUR", "DE", 2500, {}, "pay"),
+        ("JPY", "JP", 3200, {}, "expire"),
+        ("EUR", "NL", 900, {"product_type": "digital"}, "pay"),
+        ("USD", "US", 4900, {}, None),
+    ]
+    for currency, country, amount, metadata, then in markets:
+        customer = {"email": "ops@example.test", "country": country}
+        body = create_body(currency=currency, amount=amount, customer=customer, metadata=metadata)
+        created = (await console.http.post("/v1/checkout-sessions", json=body)).json()
+        simulator = console.fleet.simulators[Provider(created["provider"])]
+        if then == "pay":
+            await simulator.pay(created["provider_session_id"])
+        elif then == "expire":
+            await simulator.expire(created["provider_session_id"])
+
+
 async def _inbox_row_done(console: Console, page) -> None:
     async with asyncio.timeout(15):
         while True:
@@ -148,6 +169,7 @@ async def _inbox_row_done(console: Console, page) -> None:
 
 async def test_the_console_in_a_browser(console, browser):
     paid, fallback = await _open_sessions(console)
+    await _more_sessions(console)
     context, page = await _page(browser, console)
 
     # sign in: the cookie is opaque, HttpOnly, SameSite=Strict; the key is nowhere in the page
@@ -211,6 +233,7 @@ async def test_the_console_in_a_browser(console, browser):
 
 async def test_a_backtest_from_the_console(console, browser):
     await _open_sessions(console)
+    await _more_sessions(console)
     context, page = await _page(browser, console)
     await _sign_in(page, console, console.read_key)  # a backtest changes nothing: read scope
     # backtest: Polar first instead of Stripe moves the Stripe checkout
@@ -232,6 +255,7 @@ async def test_a_backtest_from_the_console(console, browser):
 
 async def test_a_webhook_is_replayed_from_the_console(console, browser):
     paid, _ = await _open_sessions(console)
+    await _more_sessions(console)
     context, page = await _page(browser, console)
     await _sign_in(page, console, console.write_key)
     # webhooks: the payment's webhook is done; replay it, it is processed again

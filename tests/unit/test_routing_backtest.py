@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from events.values import Mode, Provider, SessionStatus
+from events.catalog import CheckoutRequested
+from events.values import (
+    Address,
+    Customer,
+    LineItem,
+    Mode,
+    Provider,
+    RequestedAmount,
+    SessionStatus,
+)
 from orchestrator.routing import RouteRequest, load_rules, parse_rules
 from orchestrator.routing.backtest import Move, RecordedCheckout, backtest
 from orchestrator.routing.backtest_report import backtest_json
+from orchestrator.services.backtesting import request_of
 
 DEFAULT = load_rules(None)
 DEFAULT_TEXT = (Path(__file__).parents[2] / "orchestrator/routing/default_rules.toml").read_text()
@@ -115,3 +126,20 @@ def test_the_same_rules_move_nothing():
     ]
     recorded = [_recorded(c, k, p, n=i) for i, (c, k, p) in enumerate(markets)]
     assert backtest(DEFAULT, recorded).changed == 0
+
+
+def test_the_request_is_rebuilt_from_the_requested_event_as_the_create_flow_built_it():
+    requested = CheckoutRequested(
+        session_id="cs_one",
+        occurred_at=datetime(2026, 12, 1, tzinfo=UTC),
+        mode=Mode.PAYMENT,
+        amount=RequestedAmount(
+            currency="EUR",
+            line_items=(LineItem(name="tea", quantity=2, unit_amount=450),),
+        ),
+        customer=Customer(address=Address(country="SN")),
+        metadata={"product_type": "digital"},
+    )
+    request = request_of("cs_one", requested)
+    assert (request.currency, request.amount, request.country) == ("EUR", 900, "SN")
+    assert request.metadata == {"product_type": "digital"}
