@@ -13,8 +13,10 @@ TimeoutError`` and a traceback, in normal idle operation.
 `keep_fetch_contract` wraps ``fetch`` on each started pull subscription of a broker (an
 attribute of those objects only, no process-wide patch), turning the builtin timeout
 into the library's own. Nothing is lost either way (the poll was empty); what changes
-is that an idle queue is no longer reported as a crash. Remove once nats-py raises its
-own error there (nats-io/nats.py, ``_fetch_n``).
+is that an idle queue is no longer reported as a crash. The race is rare (it needs the
+408 and the timer to meet, more likely on a loaded host); the wrapper is installed right
+after the broker starts, so only a poll already under way then is left unwrapped. Remove
+once nats-py raises its own error there (nats-io/nats.py, ``_fetch_n``).
 """
 
 from __future__ import annotations
