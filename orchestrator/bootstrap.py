@@ -34,6 +34,7 @@ from orchestrator.errors import StoreUnavailable
 from orchestrator.http.api import add_command_routes, add_webhook_routes
 from orchestrator.http.api_keys import ApiKeys
 from orchestrator.http.auth import ApiKeyAuth
+from orchestrator.http.console import ConsoleAuth, ConsoleDeps, ConsoleSessions, add_console
 from orchestrator.jetstream.command_service import register_command_service, upgrade_consumer
 from orchestrator.jetstream.connection import (
     ANONYMOUS,
@@ -44,6 +45,7 @@ from orchestrator.jetstream.connection import (
 )
 from orchestrator.jetstream.connection import connect as nats_connect
 from orchestrator.jetstream.event_store import EventStore
+from orchestrator.jetstream.fetch_contract import keep_fetch_contract
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.providers.base import PaymentProvider
 from orchestrator.routing.health import BreakerPolicy, HealthBoard
@@ -77,6 +79,7 @@ __all__ = [
     "connect_nats",
     "event_source",
     "gateway",
+    "health_board",
     "open_pool",
     "orchestrator",
     "projector_settings",
@@ -187,6 +190,18 @@ class Orchestrator:
     store: EventStore
     broker: NatsBroker
     layout: StreamLayout
+    health: HealthBoard | None = None
+    """the providers' circuits (None without providers); the console shows them"""
+
+
+def health_board(settings: Settings) -> HealthBoard:
+    return HealthBoard(
+        time.monotonic,
+        BreakerPolicy(
+            consecutive_failures=settings.breaker_consecutive_failures,
+            cool_down_seconds=settings.breaker_cool_down_seconds,
+        ),
+    )
 
 
 def create_flow(
@@ -197,18 +212,13 @@ def create_flow(
     clock: Callable[[], datetime],
     new_id: Callable[[], str],
     telemetry: Telemetry,
+    health: HealthBoard | None = None,
 ) -> CreateFlow:
     return CreateFlow(
         store,
         providers,
         load_rules(settings.routing_rules_path),
-        HealthBoard(
-            time.monotonic,
-            BreakerPolicy(
-                consecutive_failures=settings.breaker_consecutive_failures,
-                cool_down_seconds=settings.breaker_cool_down_seconds,
-            ),
-        ),
+        health or health_board(settings),
         clock=clock,
         new_event_id=new_id,
         telemetry=telemetry,
@@ -265,11 +275,15 @@ async def orchestrator(
             if telemetry.exporting
             else [],
         )
+        health = health_board(settings) if providers else None
         flow = (
-            create_flow(settings, store, providers, clock=clock, new_id=new_id, telemetry=telemetry)
+            create_flow(
+                settings, store, providers, clock=clock, new_id=new_id, telemetry=telemetry,
+                health=health,
+            )
             if providers
             else None
-        )
+        )  # fmt: skip
         closer = ProviderCloser(providers) if providers else None
         handler = CommandHandler(
             store, new_event_id=new_id, create_flow=flow, closer=closer, telemetry=telemetry
@@ -278,7 +292,8 @@ async def orchestrator(
         register_command_service(broker, layout, handler, clock, nc)
         await broker.start()
         stack.push_async_callback(broker.stop)
-        yield Orchestrator(nc, store, broker, layout)
+        keep_fetch_contract(broker)  # an idle queue is not a crash (fetch_contract)
+        yield Orchestrator(nc, store, broker, layout, health)
 
 
 # --- projections: read models, projectors, query API ----------------------------------------
@@ -401,8 +416,10 @@ async def gateway(
     *,
     telemetry: Telemetry | None = None,
     clock: Callable[[], datetime] = utc_now,
+    health: HealthBoard | None = None,
 ) -> AsyncIterator[Gateway]:
-    """One HTTP app (queries, commands, webhooks), the inbox worker and the settler."""
+    """One HTTP app (queries, commands, webhooks, the console), the inbox worker and the
+    settler. ``health``: the circuits of this process's orchestrator, for the console."""
     from orchestrator.http.server import HttpServer  # noqa: PLC0415 - only when serving
 
     async with AsyncExitStack() as stack:
@@ -413,11 +430,12 @@ async def gateway(
         inbox = WebhookInbox(read.pool)
         processor = WebhookProcessor(read.pool, inbox, providers, client)
         settler = Settler(read.reads, providers, client, clock)
-        auth = ApiKeyAuth(
+        keys = (
             ApiKeys(read.pool, cache_seconds=settings.api_key_cache_seconds)
             if settings.api_auth == "required"
             else None
         )
+        auth = ApiKeyAuth(keys)
         app = create_app(
             read.reads,
             parked=ParkedEvents(read.pool),
@@ -433,6 +451,20 @@ async def gateway(
             )
         add_command_routes(app, client, auth)
         add_webhook_routes(app, providers, inbox, clock=clock, on_stored=processor.wake)
+        add_console(
+            app,
+            ConsoleDeps(
+                auth=ConsoleAuth(keys, ConsoleSessions()),
+                reads=read.reads,
+                pool=read.pool,
+                nc=read.nc,
+                source=event_source(settings),
+                providers=tuple(providers),
+                health=health,
+                wake_webhooks=processor.wake,
+                trace_url_template=settings.trace_url_template,
+            ),
+        )
         server = HttpServer(app, host=settings.http_host, port=settings.http_port)
         await stack.enter_async_context(server)
         stop = asyncio.Event()

@@ -31,6 +31,8 @@ side) and re-exported here. Every error has a stable ``code`` for replies:
     ├── Forbidden                 forbidden              403: the API key may only read
     ├── PayloadTooLarge           payload_too_large      413: body over its limit (http.limits)
     ├── PayloadTooDeep            payload_too_deep       400: JSON nested too deeply
+    ├── ConsoleLoginRequired      console_login_required the console's sign-in page (http.console)
+    ├── ConsoleForbidden          console_forbidden      a console action needs a write key
     ├── SimulatorError            simulator_error        in the provider's error shape
     └── InfrastructureError       infrastructure_error   (not a rejection: the command is retried)
         ├── UnsupportedServer     unsupported_server     nats-server too old / no JetStream

@@ -133,6 +133,14 @@ class Settings(BaseSettings):
     )
     api_key_cache_seconds: float = Field(default=5.0, ge=0.0, le=60.0)
     settlement_interval_seconds: float = Field(default=5.0, gt=0)
+    trace_url_template: str | None = Field(
+        default=None,
+        description="a trace UI's URL with {trace_id}, e.g. http://localhost:16686/trace/"
+        "{trace_id}: the console links trace ids to it",
+    )
+    log_format: Literal["human", "json"] = Field(
+        default="human", description="stderr log lines: 'human' or one JSON object per line"
+    )
 
     @model_validator(mode="after")
     def _nats_credentials_fit_together(self) -> Settings:

@@ -4,6 +4,7 @@ checkout-orchestrator up [--sandbox]   everything: servers, handlers, projectors
 checkout-orchestrator up --role R      one role: commands, projectors or api (deploy/)
 checkout-orchestrator status           servers, streams, queued commands
 checkout-orchestrator route ...        what the router would choose, and why
+checkout-orchestrator route backtest   candidate rules replayed over the recorded checkouts
 checkout-orchestrator migrate          database migrations
 checkout-orchestrator projections ...  run / status / rebuild read models
 checkout-orchestrator webhooks ...     the webhook inbox: status, replay
@@ -21,7 +22,7 @@ import typer
 
 from orchestrator.cli.api_keys import api_keys_app
 from orchestrator.cli.projections import projections_app
-from orchestrator.cli.route import route
+from orchestrator.cli.route import route_app
 from orchestrator.cli.serve import asyncapi_command, demo, migrate_command, status, up
 from orchestrator.cli.webhooks import webhooks_app
 
@@ -30,10 +31,10 @@ __all__ = ["app"]
 app = typer.Typer(help="Event-sourced, multi-provider checkout orchestrator.", no_args_is_help=True)
 app.command()(up)
 app.command()(status)
-app.command()(route)
 app.command("migrate")(migrate_command)
 app.command("asyncapi")(asyncapi_command)
 app.command("demo")(demo)
+app.add_typer(route_app, name="route")
 app.add_typer(projections_app, name="projections")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(api_keys_app, name="api-keys")

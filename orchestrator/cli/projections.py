@@ -3,7 +3,6 @@ progress, rebuilds, and the events they parked (applied again after a fix)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import asyncpg
@@ -21,6 +20,7 @@ from orchestrator.cli.common import (
     with_pool,
 )
 from orchestrator.jetstream.connection import nats_options
+from orchestrator.logs import configure_logging
 from projections import (
     PROJECTION_NAMES,
     RebuildProgress,
@@ -42,8 +42,8 @@ projections_app = typer.Typer(
 @projections_app.command("run")
 def projections_run(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run one projector worker (no HTTP) until SIGINT/SIGTERM; start more to scale out."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     settings = load_settings()
+    configure_logging(settings.log_format, verbose=verbose)
     endpoints = endpoints_or_exit(settings)
 
     async def main() -> None:

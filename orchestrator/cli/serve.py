@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from contextlib import AsyncExitStack
 from enum import StrEnum
 from typing import Annotated
@@ -35,6 +34,7 @@ from orchestrator.errors import CheckoutError
 from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.jetstream.connection import nats_options
+from orchestrator.logs import configure_logging
 from orchestrator.providers.registry import configured_providers
 from orchestrator.settings import Settings
 from orchestrator.telemetry import instrumented
@@ -68,10 +68,12 @@ async def _serve(
             providers = fleet.providers
         for adapter in providers.values() if not sandbox else ():
             stack.push_async_callback(adapter.aclose)
+        health = None
         if role in (Role.ALL, Role.COMMANDS):
-            await stack.enter_async_context(
+            system = await stack.enter_async_context(
                 orchestrator(settings, endpoints.nats_url, providers=providers, telemetry=telemetry)
             )
+            health = system.health
         http_url = "-"
         if role is not Role.COMMANDS:
             read = await stack.enter_async_context(
@@ -85,7 +87,9 @@ async def _serve(
             )
             if role is not Role.PROJECTORS:
                 gw = await stack.enter_async_context(
-                    gateway(settings, endpoints, read, providers, telemetry=telemetry)
+                    gateway(
+                        settings, endpoints, read, providers, telemetry=telemetry, health=health
+                    )
                 )
                 http_url = gw.http_url
                 if sandbox:
@@ -124,11 +128,11 @@ def up(
 ) -> None:
     """Start the servers (embedded when NATS_URL / DATABASE_URL are unset), the command
     handlers, projectors, the HTTP API (queries, commands, webhooks) and settlement."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     if sandbox and role is not Role.ALL:
         console.print("[red]--sandbox[/red] runs with --role all only")
         raise typer.Exit(2)
     settings = load_settings()
+    configure_logging(settings.log_format, verbose=verbose)
     try:
         with servers(settings) as endpoints:
             asyncio.run(_serve(settings, endpoints, once=once, sandbox=sandbox, role=role))
@@ -210,8 +214,9 @@ def demo(
     and regions, settle them, show what happened, and stop (the main job)."""
     from orchestrator.sandbox.demo import run_demo  # noqa: PLC0415 - only this command needs it
 
-    logging.basicConfig(level=logging.WARNING)
-    report = run_demo(Settings(), console, count=sessions, seed=seed)
+    settings = Settings()
+    configure_logging(settings.log_format)
+    report = run_demo(settings, console, count=sessions, seed=seed)
     console.print(
         f"[green]done[/green] in {report.seconds:.1f} s: {report.opened} opened, "
         f"{report.rejected} rejected; driven {report.outcomes}; read model {report.statuses}"

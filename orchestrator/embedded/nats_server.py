@@ -322,6 +322,9 @@ class EmbeddedNats:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.base_dir,
+                # Its own session: a terminal's Ctrl-C reaches only us, and we stop the
+                # server after our clients drained (else they log its disappearance).
+                start_new_session=True,
             )
 
     def wait_ready(self) -> None:

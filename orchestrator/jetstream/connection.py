@@ -44,7 +44,7 @@ from faststream.nats.security import (
     NatsUserPassword,
 )
 from nats.aio.client import Client as NatsClient
-from nats.errors import AuthorizationError
+from nats.errors import AuthorizationError, StaleConnectionError, UnexpectedEOF
 from nats.errors import Error as NatsError
 from pydantic import SecretStr
 
@@ -230,6 +230,7 @@ _NO_TLS_FIRST = (
     "block, or it is not a TLS server at all (it got no credentials)"
 )
 _CLOSE_TIMEOUT = 0.5
+_CONNECTION_LOST = (OSError, UnexpectedEOF, StaleConnectionError)
 _REFUSALS = ("authorization violation", "authentication", "user authentication expired")
 
 
@@ -264,6 +265,9 @@ async def connect(
             raise _Refused(_NO_TLS_FIRST if no_tls_first else "") from exc  # leaves the loop
         if no_tls_first:
             _log.error(_NO_TLS_FIRST)
+        if isinstance(exc, _CONNECTION_LOST):  # an outage: nats-py reconnects; no traceback
+            _log.warning("nats: %s (%s); reconnecting", exc.__class__.__name__, exc)
+            return
         _log.error("nats: %s", exc.__class__.__name__, exc_info=exc)
 
     try:

@@ -103,6 +103,13 @@ class CircuitBreaker:
             if self._tripped():
                 self._open(now)
 
+    def recent(self, now: float) -> tuple[int, int]:
+        """(calls, failures) the breaker counts now: those in the last ``window_seconds``
+        while closed (an open or half-open breaker counts none; closing forgets them)."""
+        while self._outcomes and self._outcomes[0][0] <= now - self.policy.window_seconds:
+            self._outcomes.popleft()
+        return len(self._outcomes), sum(failed for _, failed in self._outcomes)
+
     def _tripped(self) -> bool:
         if self._streak >= self.policy.consecutive_failures:
             return True
@@ -170,6 +177,10 @@ class HealthBoard:
 
     def record_failure(self, provider: Provider) -> None:
         self.breaker(provider).record_failure(self._clock())
+
+    def recent(self, provider: Provider) -> tuple[int, int]:
+        """(calls, failures) of ``provider`` in its breaker's window (for operators)."""
+        return self.breaker(provider).recent(self._clock())
 
     def view(self) -> HealthSnapshot:
         now = self._clock()

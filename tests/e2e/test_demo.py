@@ -4,6 +4,7 @@ nothing running."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,13 +26,23 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+# A logging record in any format: "INFO:stripe:...", "2026-... WARNING name ...", the SDK's
+# "message='Request to Stripe api'", a JSON log object.
+_LOG_LINE = re.compile(
+    r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]"
+    r"|^\d{4}-\d\d-\d\d[ T][\d:,.]+ +(DEBUG|INFO|WARNING|ERROR)"
+    r"|message='Request to Stripe|^\{\"time\"",
+    re.MULTILINE,
+)
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_stops_everything(tmp_path):
     environment = {
         key: value
         for key, value in os.environ.items()
         if key not in {"NATS_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
-    }
+    } | {"COLUMNS": "220"}  # one table row per line
     result = subprocess.run(
         [sys.executable, "-c", "from orchestrator.cli import app; app()", "demo",
          "--sessions", "24", "--seed", "3"],
@@ -43,4 +54,11 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path):
     for title in ("routing decisions", "checkout sessions", "totals per provider", "trace"):
         assert title in out
     assert "checkout.provider.open" in out  # the trace of one checkout is shown
+    # only its own output: no library log line, no traceback, nothing on stderr
+    assert result.stderr == ""
+    assert _LOG_LINE.search(out) is None, _LOG_LINE.search(out)
+    assert "Traceback" not in out
+    # the Stripe outage outlasts the SDK's retries: the router's fallbacks show, with why
+    fallback = re.search(r"^│ fallback .*│ stripe: (provider_\w+|health: \w+)", out, re.MULTILINE)
+    assert fallback is not None, out
     assert _processes_mentioning("checkout-demo-") == []  # no server left behind

@@ -226,3 +226,14 @@ def test_a_snapshot_does_not_change_when_the_board_does() -> None:
 
     assert before.unavailable(Provider.KONG) is None
     assert board.view().unavailable(Provider.KONG) == "health: circuit open"
+
+
+def test_recent_counts_the_calls_in_the_window_for_operators():
+    now = [0.0]
+    board = HealthBoard(lambda: now[0], BreakerPolicy(consecutive_failures=3, window_seconds=10))
+    board.record_success(Provider.STRIPE)
+    board.record_failure(Provider.STRIPE)
+    assert board.recent(Provider.STRIPE) == (2, 1)
+    assert board.recent(Provider.POLAR) == (0, 0)
+    now[0] = 10.5
+    assert board.recent(Provider.STRIPE) == (0, 0)
