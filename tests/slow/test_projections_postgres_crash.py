@@ -13,21 +13,9 @@ import asyncio
 import asyncpg
 import pytest
 
-from orchestrator.embedded import EmbeddedPostgres
 from tests.projections_support import projection_env, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def private_postgres(tmp_path_factory):
-    """A PostgreSQL cluster of this test only, which it may kill and restart."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg-private"), settings={"fsync": "off"})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_a_postgres_crash_loses_and_doubles_nothing(nats_url, stream_names, private_postgres):
