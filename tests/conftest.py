@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +26,7 @@ import asyncpg
 import pytest
 
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres
+from tests.support.builders import StreamNames
 
 # --- the event loop --------------------------------------------------------------------------
 
@@ -76,25 +76,9 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
         server.stop()
 
 
-@dataclass(frozen=True, slots=True)
-class StreamNames:
-    """Stream names and subject prefixes no other test uses."""
-
-    stream: str  # events stream, subjects f"{events_prefix}.>"
-    commands_stream: str  # commands stream, subjects f"{commands_prefix}.>"
-    events_prefix: str
-    commands_prefix: str
-
-
 @pytest.fixture
 def stream_names() -> StreamNames:
-    tag = uuid.uuid4().hex[:12]
-    return StreamNames(
-        stream=f"T_{tag}",
-        commands_stream=f"C_{tag}",
-        events_prefix=f"t{tag}.events",
-        commands_prefix=f"t{tag}.commands",
-    )
+    return StreamNames.unique()
 
 
 # --- Postgres ---------------------------------------------------------------------------------

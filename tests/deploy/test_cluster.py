@@ -20,8 +20,8 @@ from orchestrator.embedded import EmbeddedNatsCluster
 from orchestrator.jetstream.event_store import EventStore
 from orchestrator.jetstream.streams import StreamLayout
 from orchestrator.settings import Settings
-from tests.builders import lifecycle, metadata, new_session_id
-from tests.deploy.support import ensure_streams_on_new_cluster
+from tests.support.builders import lifecycle, metadata, new_session_id
+from tests.support.infra import ensure_streams_on_new_cluster
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,10 @@ from orchestrator import bootstrap
 from orchestrator.providers.stripe.client import StripeProvider
 from orchestrator.routing.health import BreakerPolicy, BreakerState, HealthBoard
 from orchestrator.sandbox.fleet import SandboxFleet
-from tests.e2e.test_checkout_flow import create_body
-from tests.faults.app_support import Clock, Stack, report, running_stack
+from tests.support.apps import Stack, running_stack
+from tests.support.builders import create_body
+from tests.support.reports import Clock, report
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -253,6 +255,8 @@ async def test_a_failing_provider_trips_its_circuit_falls_back_and_recovers(stac
 
 
 async def _until_half_open(timeline: Timeline) -> None:
-    async with asyncio.timeout(COOL_DOWN + 5):
-        while timeline.state() is BreakerState.OPEN:
-            await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: timeline.state() is not BreakerState.OPEN,
+        COOL_DOWN + 5,
+        what="the cool-down to end (circuit no longer open)",
+    )
