@@ -84,10 +84,13 @@ async def _creates(stack: Stack, n: int) -> list[dict[str, Any]]:
 async def _queued_creates(stack: Stack, n: int) -> list[dict[str, Any]]:
     """``n`` creates that the command service takes as one concurrent batch: they queue up
     behind a slow create (lomi answering in 0.5 s), then are fetched together."""
-    stack.fleet.lomi.faults.set(latency_seconds=0.5)
+    lomi = stack.fleet.lomi.faults
+    lomi.set(latency_seconds=0.5)
     xof = create_body(currency="XOF", amount=5000, customer={"email": "a@b.sn", "country": "SN"})
+    calls_before = lomi.api_requests
     blocker = asyncio.create_task(stack.http.post("/v1/checkout-sessions", json=xof))
-    await asyncio.sleep(0.2)
+    # the creates must queue behind the slow one: send them once lomi holds its call
+    await wait_until(lambda: lomi.api_requests > calls_before, what="the slow create at lomi")
     try:
         return await _creates(stack, n)
     finally:
