@@ -2,11 +2,12 @@
 
 Servers: ``NATS_URL`` / ``DATABASE_URL`` in the environment point the suite at existing
 servers; otherwise it starts its own from the pip-installed binaries (see
-``orchestrator.embedded``), one of each per session: NATS in pytest's temporary
-directory, PostgreSQL in a directory of the session's own (``postgres_home``: why there).
-Tests that kill or restart a server use a private one (``nats_server``, ``private_postgres``)
-and never the shared one. Names (streams, subjects, databases) are unique per test, so
-tests never collide on a shared server.
+``orchestrator.embedded``), one of each per session: NATS in pytest's temporary directory,
+PostgreSQL in a directory of its own under the system's temporary directory (see
+`tests.support.servers.postgres_home`).
+Tests that kill or restart a server use a private one (``nats_server``) and never the
+shared one. Names (streams, subjects, databases) are unique per test, so tests never collide
+on a shared server.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -27,6 +25,7 @@ import pytest
 
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres
 from tests.support.builders import StreamNames
+from tests.support.servers import postgres_home
 
 # --- the event loop --------------------------------------------------------------------------
 
@@ -85,47 +84,30 @@ def stream_names() -> StreamNames:
 
 
 @pytest.fixture(scope="session")
-def postgres_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Where the session's PostgreSQL clusters live: NOT under pytest's temporary root.
-
-    As root, a cluster runs as an unprivileged system user (PostgreSQL refuses root), who
-    needs search permission on every ancestor of its data directory for as long as the
-    cluster runs: the checkpointer opens ``<data>/global/pg_control`` by absolute path.
-    Every pytest session that starts on the machine as the same user chmods
-    ``/tmp/pytest-of-<user>`` back to 0700 (pytest keeps its temporary root private). The
-    next checkpoint of a cluster below it (each CREATE/DROP DATABASE forces one) then
-    PANICs with "could not open file .../global/pg_control: Permission denied", and the
-    postmaster, unable even to stat its data directory to reinitialise, shuts down: every
-    later test got "connection refused". A directory of the session's own in the system's
-    temporary directory is re-permissioned by nobody. The clusters' logs are copied into
-    pytest's temporary directory (``postgres-logs*``) when the session ends.
-    """
-    home = Path(tempfile.mkdtemp(prefix="checkout-tests-postgres-"))
-    try:
-        yield home
-    finally:
-        logs = tmp_path_factory.mktemp("postgres-logs")
-        for log in home.glob("*/postgres.log"):
-            shutil.copyfile(log, logs / f"{log.parent.name}.log")
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def cluster_dir(home: Path, name: str) -> Path:
-    """A new, empty directory for one cluster in ``home``."""
-    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=home))
-
-
-@pytest.fixture(scope="session")
-def postgres_dsn(postgres_home: Path) -> Iterator[str]:
+def postgres_dsn() -> Iterator[str]:
     """DSN of the session's Postgres server: ``$DATABASE_URL`` or an embedded one."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
     # fsync=off only matters if the OS crashes; process kills (crash tests) lose nothing
-    base = cluster_dir(postgres_home, "shared")
-    with EmbeddedPostgres(base, settings={"fsync": "off"}) as server:
+    with (
+        postgres_home("postgres") as home,
+        EmbeddedPostgres(home, settings={"fsync": "off"}) as server,
+    ):
         yield server.dsn
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL cluster of this test only, which it may stop, kill and restart."""
+    with postgres_home("private") as home:
+        server = EmbeddedPostgres(home, settings={"fsync": "off"})
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def _with_database(dsn: str, database: str) -> str:
@@ -149,20 +131,3 @@ async def database_url(postgres_dsn: str) -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
-
-
-@pytest.fixture
-def postgres_dir(postgres_home: Path) -> Path:
-    """An empty directory for a cluster the test starts itself (in ``postgres_home``)."""
-    return cluster_dir(postgres_home, "test")
-
-
-@pytest.fixture
-def private_postgres(postgres_home: Path) -> Iterator[EmbeddedPostgres]:
-    """A fresh, private, started PostgreSQL cluster that the test may stop, kill and restart."""
-    server = EmbeddedPostgres(cluster_dir(postgres_home, "private"), settings={"fsync": "off"})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

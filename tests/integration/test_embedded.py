@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import socket
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from orchestrator.embedded import (
     find_nats_server,
     free_port,
 )
+from tests.support.servers import postgres_home
 
 # --- NATS -------------------------------------------------------------------------------------
 
@@ -141,9 +139,9 @@ def test_start_and_stop_are_idempotent(nats_server: EmbeddedNats) -> None:
 
 
 @pytest.fixture
-def postgres(postgres_dir: Path) -> Iterator[EmbeddedPostgres]:
+def postgres() -> Iterator[EmbeddedPostgres]:
     """A private embedded cluster (this module kills it; never the session's)."""
-    with EmbeddedPostgres(postgres_dir / "pg") as server:
+    with postgres_home("pg") as home, EmbeddedPostgres(home) as server:
         yield server
 
 
@@ -208,41 +206,37 @@ async def test_postgres_kill_then_restart(postgres: EmbeddedPostgres) -> None:
     assert postgres.is_running()
 
 
-def test_postgres_start_is_idempotent_and_adopts_running(postgres_dir: Path) -> None:
-    with EmbeddedPostgres(postgres_dir) as first:
+async def test_postgres_survives_another_pytest_session_securing_its_root(
+    postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # what every pytest session does on start: /tmp/pytest-of-<user> loses group/other bits
+    pytest_root = tmp_path_factory.getbasetemp().parent
+    pytest_root.chmod(pytest_root.stat().st_mode & ~0o077)
+    conn = await asyncpg.connect(postgres.dsn)
+    try:
+        await conn.execute("CHECKPOINT")  # opens global/pg_control: the PANIC seen in CI
+        assert await conn.fetchval("select 1") == 1
+    finally:
+        await conn.close()
+    assert postgres.is_running()
+
+
+def test_postgres_start_is_idempotent_and_adopts_running() -> None:
+    with postgres_home("adopt") as tmp_path, EmbeddedPostgres(tmp_path) as first:
         pid = first.pid
         first.start()
         assert first.pid == pid
-        second = EmbeddedPostgres(postgres_dir)  # same cluster, another picked port
+        second = EmbeddedPostgres(tmp_path)  # same cluster, another picked port
         second.start()
         assert second.port == first.port
         assert second.pid == pid
         with pytest.raises(EmbeddedServerError, match="already running"):
-            EmbeddedPostgres(postgres_dir, port=free_port()).start()
+            EmbeddedPostgres(tmp_path, port=free_port()).start()
     assert not first.is_running()
     first.stop()
 
 
 # --- fixtures from conftest -------------------------------------------------------------------
-
-
-async def test_the_shared_cluster_lives_where_no_pytest_session_re_permissions_it(
-    postgres_dsn: str, postgres_home: Path
-) -> None:
-    """Any pytest session starting as our user chmods /tmp/pytest-of-<user> to 0700; a cluster
-    below it, run as the unprivileged postgres user, PANICs at its next checkpoint (conftest's
-    ``postgres_home`` says how). Found by a whole run with other sessions starting alongside."""
-    if "DATABASE_URL" in os.environ:
-        pytest.skip("the suite runs on a server it was given")
-    pytest_root = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
-    conn = await asyncpg.connect(postgres_dsn)
-    try:
-        await conn.execute("CHECKPOINT")  # what died: each one opens global/pg_control
-        data = Path(await conn.fetchval("SHOW data_directory"))
-    finally:
-        await conn.close()
-    assert data.is_relative_to(postgres_home)
-    assert not data.is_relative_to(pytest_root)
 
 
 async def test_database_url_is_a_fresh_database(database_url: str, postgres_dsn: str) -> None:

@@ -8,6 +8,7 @@
 - `reports`: what a fault case prints (`pytest -m fault -s`).
 - `racing`: the worker process of the racing-commands case (``python -m``).
 - `deploy`, `tls`: deploy/'s files and configs; throw-away certificates.
+- `servers`: where the suite's own PostgreSQL clusters live (outside pytest's temporary root).
 
 Fixtures stay in the conftest files; this package holds plain code they and tests import.
 """
