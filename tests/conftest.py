@@ -22,13 +22,13 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres
+from tests.support.builders import StreamNames
 from tests.support.servers import postgres_home
 
 # --- the event loop --------------------------------------------------------------------------
@@ -79,25 +79,9 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
         server.stop()
 
 
-@dataclass(frozen=True, slots=True)
-class StreamNames:
-    """Stream names and subject prefixes no other test uses."""
-
-    stream: str  # events stream, subjects f"{events_prefix}.>"
-    commands_stream: str  # commands stream, subjects f"{commands_prefix}.>"
-    events_prefix: str
-    commands_prefix: str
-
-
 @pytest.fixture
 def stream_names() -> StreamNames:
-    tag = uuid.uuid4().hex[:12]
-    return StreamNames(
-        stream=f"T_{tag}",
-        commands_stream=f"C_{tag}",
-        events_prefix=f"t{tag}.events",
-        commands_prefix=f"t{tag}.commands",
-    )
+    return StreamNames.unique()
 
 
 # --- Postgres ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ and the event store appends and loads through it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import nats
 import pytest
@@ -20,8 +21,8 @@ from orchestrator.embedded import EmbeddedNatsCluster
 from orchestrator.jetstream.event_store import EventStore
 from orchestrator.jetstream.streams import StreamLayout
 from orchestrator.settings import Settings
-from tests.builders import lifecycle, metadata, new_session_id
-from tests.deploy.support import ensure_streams_on_new_cluster
+from tests.support.builders import lifecycle, metadata, new_session_id
+from tests.support.infra import ensure_streams_on_new_cluster
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +84,37 @@ async def test_event_stream_at_3_replicas_appends_and_loads(nc, stream_names):
         await store.close()
 
 
-async def test_a_nats_url_listing_every_server_connects(cluster):
-    nc = await connect_nats(cluster.url, "deploy-test")
-    await nc.close()
-    client = await CheckoutClient.connect(cluster.url)
-    await client.close()
+async def test_a_nats_url_listing_every_server_connects(cluster, nc, stream_names):
+    """NATS_URL as deploy/ sets it, every server comma-separated: the connection is on one
+    of them and knows all three (to fail over to), and the client reads through it what was
+    written to the cluster through another connection."""
+    every_server = {urlsplit(url).netloc for url in cluster.urls}
+    direct = await connect_nats(cluster.url, "deploy-test")
+    try:
+        assert direct.connected_url is not None
+        assert direct.connected_url.netloc in every_server
+        assert {server.netloc for server in direct.servers} >= every_server
+        assert (await direct.jetstream().account_info()).streams >= 0
+    finally:
+        await direct.close()
+
+    layout = StreamLayout(
+        events_stream=stream_names.stream,
+        events_prefix=stream_names.events_prefix,
+        commands_stream=stream_names.commands_stream,
+        commands_prefix=stream_names.commands_prefix,
+        replicas=3,
+    )
+    await ensure_streams_on_new_cluster(nc, layout)
+    store = EventStore(nc, layout)
+    sid = new_session_id()
+    try:
+        written = await store.append(sid, lifecycle(sid)[:1], metadata(), expected_version=0)
+    finally:
+        await store.close()
+    async with await CheckoutClient.connect(cluster.url, layout) as client:
+        history = await client.history(sid)
+    assert [(r.session_id, r.sequence) for r in history] == [(sid, written.last_sequence)]
 
 
 @pytest.mark.parametrize(

@@ -26,14 +26,21 @@ from orchestrator.embedded import EmbeddedNats, EmbeddedNatsCluster
 from orchestrator.errors import ConcurrencyConflict, StoreUnavailable
 from orchestrator.jetstream.event_store import DuplicateCommand, EventStore, SessionHistory
 from orchestrator.jetstream.streams import StreamLayout
-from tests.builders import lifecycle, metadata, new_session_id
-from tests.deploy.support import ensure_streams_on_new_cluster
+from tests.support.builders import lifecycle, metadata, new_session_id
+from tests.support.infra import (
+    all_replicas_current,
+    ensure_streams_on_new_cluster,
+    stream_leader,
+)
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 WRITERS = 4
 RESUME_WITHIN = 10.0  # seconds from the kill to the first append acknowledged after it
 RETRY_FOR = 30.0  # one append is retried at most this long
+BEFORE_THE_KILL = 20  # appends acknowledged before the leader is killed
+WHILE_DOWN = 10  # appends acknowledged under the new leader, then after the restart
 
 
 @dataclass
@@ -51,15 +58,17 @@ class Ledger:
         return min(done) if done else None
 
 
+def _acknowledged_after(ledger: Ledger, instant: float) -> int:
+    return sum(1 for started, _ in ledger.appends if started > instant)
+
+
 async def load_retrying(store: EventStore, session_id: str) -> SessionHistory:
-    deadline = time.monotonic() + RETRY_FOR
-    while True:
-        try:
-            return await store.load(session_id)
-        except StoreUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+    return await wait_until(
+        lambda: store.load(session_id),
+        RETRY_FOR,
+        what=f"{session_id} to load",
+        ignoring=(StoreUnavailable,),
+    )
 
 
 async def append_until_stored(
@@ -94,7 +103,7 @@ async def append_until_stored(
             ledger.retried += 1
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the writer's retry pace, as a redelivered command's
             continue
         ledger.appends.append((started, time.monotonic()))
         ledger.acknowledged.setdefault(session_id, []).extend(m.event_id for m in meta)
@@ -110,33 +119,6 @@ async def write_sessions(store: EventStore, ledger: Ledger, stop: asyncio.Event)
             store, ledger, sid, [routed, opened], metadata(n=2), version
         )
         await append_until_stored(store, ledger, sid, [completed], metadata(), version)
-
-
-async def stream_leader(nc: Client, stream: str, timeout: float = 20.0) -> str:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                info = await nc.jetstream().stream_info(stream)
-            except (nats.errors.Error, TimeoutError):
-                info = None
-            if info is not None and info.cluster is not None and info.cluster.leader:
-                return info.cluster.leader
-            await asyncio.sleep(0.1)
-
-
-async def all_replicas_current(nc: Client, stream: str, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                info = await nc.jetstream().stream_info(stream)
-            except (nats.errors.Error, TimeoutError):
-                info = None
-            cluster = info.cluster if info is not None else None
-            if cluster is not None and cluster.leader:
-                replicas = cluster.replicas or []
-                if len(replicas) == 2 and all(r.current and not r.offline for r in replicas):
-                    return
-            await asyncio.sleep(0.1)
 
 
 async def assert_everything_acknowledged_loads_once(
@@ -175,21 +157,37 @@ async def test_appends_survive_losing_the_stream_leader(tmp_path):
         stop = asyncio.Event()
         writers = [asyncio.create_task(write_sessions(store, ledger, stop)) for _ in range(WRITERS)]
         try:
-            await asyncio.sleep(1.5)
-            before = sum(len(ids) for ids in ledger.acknowledged.values())
-            assert before > 0
+            await wait_until(
+                lambda: len(ledger.appends) >= BEFORE_THE_KILL,
+                20,
+                what=f"{BEFORE_THE_KILL} appends acknowledged by the first leader",
+            )
             killed_at = time.monotonic()
             leader.kill()  # SIGKILL
-            async with asyncio.timeout(RESUME_WITHIN + 5):
-                while (resumed := ledger.first_acknowledged_after(killed_at)) is None:
-                    await asyncio.sleep(0.05)
+            resumed = await wait_until(
+                lambda: ledger.first_acknowledged_after(killed_at),
+                RESUME_WITHIN + 5,
+                what="an append acknowledged after the kill",
+            )
             new_leader = await stream_leader(admin, layout.events_stream)
-            await asyncio.sleep(1.0)
+            # appends go on under the new leader while the old one is still down
+            under_new_leader = time.monotonic()
+            await wait_until(
+                lambda: _acknowledged_after(ledger, under_new_leader) >= WHILE_DOWN,
+                20,
+                what=f"{WHILE_DOWN} appends under the new leader",
+            )
             await asyncio.to_thread(leader.start)  # same port, same store
             restarted_at = time.monotonic()
             await all_replicas_current(admin, layout.events_stream)
             caught_up = time.monotonic() - restarted_at
-            await asyncio.sleep(1.0)
+            # ... and once the old leader is back and current
+            back_at = time.monotonic()
+            await wait_until(
+                lambda: _acknowledged_after(ledger, back_at) >= WHILE_DOWN,
+                20,
+                what=f"{WHILE_DOWN} appends once the node is back",
+            )
         finally:
             stop.set()
             await asyncio.gather(*writers)
@@ -203,8 +201,7 @@ async def test_appends_survive_losing_the_stream_leader(tmp_path):
         )
         assert resume_seconds < RESUME_WITHIN
         assert new_leader != leader.server_name
-        acknowledged_after = ledger.first_acknowledged_after(restarted_at)
-        assert acknowledged_after is not None, "appends go on once the node is back"
+        assert ledger.first_acknowledged_after(restarted_at) is not None
 
         # Optimistic concurrency still holds under the new leader.
         sid = next(iter(ledger.acknowledged))

@@ -20,12 +20,11 @@ from orchestrator.bootstrap import connect_nats
 from orchestrator.cli.serve import Role
 from orchestrator.embedded import EmbeddedNats, NatsServerAuth, NatsServerTls
 from orchestrator.jetstream.connection import NatsRefused, nats_options
-from tests.deploy.support import (
+from tests.support.deploy import (
     DEPLOY,
     MIN_NATS,
     NATS_CONFIGS,
     POSTGRES_PASSWORD_VARIABLE,
-    Certificates,
     check_nats_config,
     image_version,
     load_yaml,
@@ -38,8 +37,8 @@ from tests.deploy.support import (
     settings_from,
     settings_variables,
     with_secret_variables,
-    write_certificates,
 )
+from tests.support.tls import Certificates, write_certificates
 
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 ROLES = {"commands": Role.COMMANDS, "projectors": Role.PROJECTORS, "api": Role.API}

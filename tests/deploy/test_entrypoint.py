@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.support import DEPLOY
+from tests.support.deploy import DEPLOY
 
 SH = shutil.which("sh")
 pytestmark = pytest.mark.skipif(SH is None, reason="no POSIX sh")

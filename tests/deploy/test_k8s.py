@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from orchestrator.cli.serve import Role
-from tests.deploy.support import (
+from tests.support.deploy import (
     K8S,
     MIN_NATS,
     POSTGRES_PASSWORD_VARIABLE,
@@ -27,8 +27,8 @@ from tests.deploy.support import (
     settings_from,
     settings_variables,
     with_secret_variables,
-    write_certificates,
 )
+from tests.support.tls import write_certificates
 
 ROLES = {"commands": Role.COMMANDS, "projectors": Role.PROJECTORS, "api": Role.API}
 IMAGE = "checkout-orchestrator"

@@ -17,7 +17,7 @@ from orchestrator.cli import app
 from orchestrator.cli.serve import Role, _serve
 from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.settings import Settings
-from tests.builders import layout_for
+from tests.support.builders import layout_for
 
 
 def role_settings(tmp_path, nats_url, database_url, layout) -> Settings:

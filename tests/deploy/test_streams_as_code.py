@@ -19,8 +19,8 @@ from orchestrator.bootstrap import orchestrator
 from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.settings import Settings
-from tests.builders import layout_for
-from tests.deploy.support import DEPLOY, STREAMS, load_script
+from tests.support.builders import layout_for
+from tests.support.deploy import DEPLOY, STREAMS, load_script
 
 render_streams = load_script(DEPLOY / "render_streams.py")
 

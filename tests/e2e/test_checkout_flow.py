@@ -3,66 +3,23 @@ and provider webhooks back through the inbox. Real NATS, real Postgres, real HTT
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
-import httpx
 import pytest
 
-from orchestrator.bootstrap import Endpoints, gateway, orchestrator, read_side
-from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.sandbox.simulator import DriveRequest
-from tests.builders import new_session_id
-from tests.integration.test_commands import settings_for
+from tests.support.apps import running_stack, session_where
+from tests.support.builders import create_body
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
 async def system(nats_url, database_url, stream_names):
-    settings = settings_for(
-        stream_names, api_auth="disabled", http_port=0, settlement_interval_seconds=0.2
-    )
-    endpoints = Endpoints(nats_url, database_url, embedded_nats=False, embedded_postgres=False)
-    async with (
-        SandboxFleet() as fleet,
-        orchestrator(settings, nats_url, providers=fleet.providers),
-        read_side(settings, endpoints, serve_http=False) as read,
-        gateway(settings, endpoints, read, fleet.providers) as gw,
-        httpx.AsyncClient(base_url=gw.http_url, timeout=15) as http,
-    ):
-        fleet.point_webhooks_at(gw.http_url)
-        yield fleet, gw, http
-
-
-async def eventually(check, timeout: float = 15.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
-
-
-async def session_where(http, session_id, **expected):
-    async def check():
-        response = await http.get(f"/v1/checkout-sessions/{session_id}")
-        if response.status_code != 200:
-            return None
-        body = response.json()
-        return body if all(body.get(k) == v for k, v in expected.items()) else None
-
-    return await eventually(check)
-
-
-def create_body(**overrides):
-    body = {
-        "session_id": new_session_id(),
-        "currency": "GBP",
-        "amount": 4997,
-        "customer": {"email": "mo@example.test", "country": "GB"},
-        "urls": {"success_url": "https://shop.test/ok", "cancel_url": "https://shop.test/no"},
-    }
-    return body | overrides
+    async with running_stack(
+        nats_url, database_url, stream_names, settlement_interval_seconds=0.2
+    ) as stack:
+        yield stack.fleet, stack.gateway, stack.http
 
 
 async def test_a_gbp_card_checkout_opens_at_stripe_and_a_payment_completes_it(system):
@@ -95,7 +52,7 @@ async def test_stripe_outage_falls_back_and_the_explanation_says_why(system):
     fleet.stripe.faults.set(error_next=50, error_status=503)
     created = (await http.post("/v1/checkout-sessions", json=create_body(currency="USD"))).json()
     assert created["provider"] == "polar"
-    events = await eventually(lambda: _events(http, created["session_id"], created["sequence"]))
+    events = await wait_until(lambda: _events(http, created["session_id"], created["sequence"]), 15)
     types = [e["type"] for e in events]
     assert types == ["requested", "routed", "provider_call_failed", "provider_session_opened"]
     failed = events[2]["payload"]
@@ -160,7 +117,7 @@ async def test_the_same_webhook_three_times_has_one_effect(system):
     for delivery in list(fleet.stripe.webhooks.deliveries):
         await fleet.stripe.webhooks.redeliver(delivery.delivery_id)
         await fleet.stripe.webhooks.redeliver(delivery.delivery_id)
-    await eventually(lambda: _all_processed(gw))
+    await wait_until(lambda: _all_processed(gw), 15)
     events = await _events(http, created["session_id"], 1)
     assert [e["type"] for e in events].count("completed") == 1
     assert result is not None
@@ -210,7 +167,7 @@ async def test_a_late_completion_after_expiry_is_rejected_and_kept_in_the_inbox(
     await http.post(f"/v1/checkout-sessions/{created['session_id']}/expire")
     await session_where(http, created["session_id"], status="expired")
     await fleet.lomi.pay(created["provider_session_id"])
-    counts = await eventually(lambda: _settled(gw, "rejected"))
+    counts = await wait_until(lambda: _settled(gw, "rejected"), 15)
     assert counts["rejected"] == 1
     await session_where(http, created["session_id"], status="expired")
 
@@ -253,7 +210,7 @@ async def test_a_completion_that_overtakes_the_create_still_ends_complete(system
         )
     )
     await fleet.stripe.pay(early.provider_session_id)  # webhook: session unknown to us yet
-    await eventually(lambda: _retrying(gw))
+    await wait_until(lambda: _retrying(gw), 15)
     created = (await http.post("/v1/checkout-sessions", json=body)).json()
     assert created["provider_session_id"] == early.provider_session_id
     done = await session_where(http, body["session_id"], status="complete", payment_status="paid")

@@ -25,9 +25,9 @@ from iso3166 import countries_by_alpha2
 from orchestrator.bootstrap import Endpoints, gateway, orchestrator, read_side
 from orchestrator.client import CheckoutClient, CommandRejected
 from orchestrator.sandbox.fleet import SandboxFleet
-from tests.builders import layout_for, new_session_id
-from tests.e2e.test_checkout_flow import create_body
-from tests.integration.test_commands import settings_for, stream_messages
+from tests.integration.test_commands import stream_messages
+from tests.support.apps import settings_for
+from tests.support.builders import create_body, layout_for, new_session_id
 
 EXAMPLES = 50  # per property: bounded, so both run in CI in seconds
 

@@ -27,8 +27,8 @@ from orchestrator.bootstrap import Endpoints, Gateway, gateway, orchestrator, re
 from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.telemetry import build_telemetry
-from tests.e2e.test_checkout_flow import create_body, session_where
-from tests.integration.test_commands import settings_for
+from tests.support.apps import session_where, settings_for
+from tests.support.builders import create_body
 from tests.unit.test_routing_backtest import DEFAULT_TEXT
 
 CHROMIUM = os.environ.get("CHECKOUT_CHROMIUM", "/usr/bin/chromium")

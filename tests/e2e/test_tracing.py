@@ -3,33 +3,24 @@ append to the read-model commit; a later payment webhook's trace links back to i
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from orchestrator.bootstrap import Endpoints, gateway, orchestrator, read_side
-from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.telemetry import build_telemetry, instrumented
-from tests.e2e.test_checkout_flow import create_body, eventually, session_where
-from tests.integration.test_commands import settings_for
+from tests.support.apps import running_stack, session_where
+from tests.support.builders import create_body
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
 async def traced(nats_url, database_url, stream_names):
     exporter = InMemorySpanExporter()
     telemetry = build_telemetry(span_exporters=[exporter])
-    settings = settings_for(stream_names, api_auth="disabled", http_port=0)
-    endpoints = Endpoints(nats_url, database_url, embedded_nats=False, embedded_postgres=False)
     with instrumented(telemetry):
-        async with (
-            SandboxFleet() as fleet,
-            orchestrator(settings, nats_url, providers=fleet.providers, telemetry=telemetry),
-            read_side(settings, endpoints, serve_http=False, telemetry=telemetry) as read,
-            gateway(settings, endpoints, read, fleet.providers, telemetry=telemetry) as gw,
-            httpx.AsyncClient(base_url=gw.http_url, timeout=15) as http,
-        ):
-            fleet.point_webhooks_at(gw.http_url)
-            yield fleet, http, exporter
+        async with running_stack(
+            nats_url, database_url, stream_names, telemetry=telemetry
+        ) as stack:
+            yield stack.fleet, stack.http, exporter
     telemetry.shutdown()
 
 
@@ -56,7 +47,7 @@ async def test_a_checkout_is_one_trace_from_http_to_the_read_model(traced):
                   "checkout.events.append", "projection.committed"}  # fmt: skip
         return names if wanted <= names else None
 
-    names = await eventually(whole_trace)
+    names = await wait_until(whole_trace, 15)
     # the provider call went over HTTP, traced by the httpx instrumentation (Stripe's SDK)
     spans = _in_trace(exporter, trace_id)
     assert any(s.kind.name == "CLIENT" and "POST" in s.name for s in spans), names
@@ -90,6 +81,6 @@ async def test_a_payment_webhook_trace_links_to_the_checkout_trace(traced):
     async def found():
         return completion_span()
 
-    span = await eventually(found)
+    span = await wait_until(found, 15)
     assert span.context.trace_id != checkout_trace
     assert checkout_trace in {link.context.trace_id for link in span.links}

@@ -28,20 +28,20 @@ from orchestrator.embedded import EmbeddedNatsCluster
 from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.sandbox.fleet import SandboxFleet
 from projections.source import EventSource
-from tests.deploy.support import ensure_streams_on_new_cluster
-from tests.deploy.test_cluster_failover import all_replicas_current, stream_leader
-from tests.faults.infra_support import (
+from tests.support.apps import settings_for
+from tests.support.infra import (
     SteadyLoad,
+    all_replicas_current,
     check_commands_in_stream,
     check_provider_sessions,
     commands_left,
+    ensure_streams_on_new_cluster,
     leftover_command_ids,
-    percentile,
     read_stream,
-    report,
+    stream_leader,
     work_queue_state,
 )
-from tests.integration.test_commands import settings_for
+from tests.support.reports import percentile, report
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -27,18 +27,18 @@ from orchestrator.embedded import EmbeddedNats
 from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.sandbox.fleet import SandboxFleet
 from projections.source import EventSource
-from tests.faults.infra_support import (
+from tests.support.apps import settings_for
+from tests.support.builders import create_payload
+from tests.support.infra import (
     SteadyLoad,
     check_commands_in_stream,
     check_provider_sessions,
     commands_left,
-    create_payload,
-    percentile,
     read_stream,
-    report,
     work_queue_state,
 )
-from tests.integration.test_commands import settings_for
+from tests.support.reports import percentile, report
+from tests.support.waiting import WaitTimeout, wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -73,7 +73,7 @@ async def test_nats_sigkill_under_command_load_loses_and_doubles_nothing(
                 accepted_before = len(load.ledger.accepted)
                 killed_at = time.monotonic()
                 durable_nats.kill()
-                await asyncio.sleep(DOWN_FOR)
+                await asyncio.sleep(DOWN_FOR)  # the fault itself: the server down for DOWN_FOR s
                 await asyncio.to_thread(durable_nats.start)  # same port, same store
                 restarted_at = time.monotonic()
                 try:
@@ -146,7 +146,7 @@ async def test_a_command_queued_during_an_event_stream_outage_is_handled_after_i
             for body in sent:
                 with contextlib.suppress(CommandPending):  # queued durably, no reply yet
                     await client.send("create", body, timeout=0.2)
-            await asyncio.sleep(OUTAGE)
+            await asyncio.sleep(OUTAGE)  # the fault itself: appends refused for OUTAGE s
             config.max_msgs = -1
             await js.update_stream(config)
             restored_at = time.monotonic()
@@ -165,11 +165,15 @@ async def test_a_command_queued_during_an_event_stream_outage_is_handled_after_i
 
 
 async def _sessions_created(client, session_ids, timeout: float) -> set[str]:
-    deadline = time.monotonic() + timeout
+    """The sessions among ``session_ids`` created within ``timeout`` (all, or those so far)."""
     handled: set[str] = set()
-    while len(handled) < len(session_ids) and time.monotonic() < deadline:
+
+    async def all_created() -> bool:
         for sid in set(session_ids) - handled:
             if len(await client.history(sid)) == 3:
                 handled.add(sid)
-        await asyncio.sleep(0.2)
+        return len(handled) == len(session_ids)
+
+    with contextlib.suppress(WaitTimeout):
+        await wait_until(all_created, timeout, what="every queued create handled", interval=0.2)
     return handled

@@ -28,9 +28,11 @@ from orchestrator.client import CheckoutClient
 from orchestrator.sandbox.fleet import SandboxFleet
 from projections.source import EventSource, read_all
 from projections.status import wait_caught_up
-from tests.faults.infra_support import SteadyLoad, check_commands_in_stream, report
-from tests.integration.test_commands import settings_for
-from tests.projections_support import actual_from, expected_from
+from tests.support.apps import settings_for
+from tests.support.infra import SteadyLoad, check_commands_in_stream
+from tests.support.projections import actual_from, expected_from
+from tests.support.reports import report
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -81,7 +83,7 @@ async def poll_queries(
                 except ValueError:
                     code = f"not JSON: {response.text[:40]!r}"
             poll.seen.append((time.monotonic(), route, str(response.status_code), code))
-        await asyncio.sleep(POLL_EVERY)
+        await asyncio.sleep(POLL_EVERY)  # the poller's pace: a query every POLL_EVERY s
 
 
 async def test_postgres_stop_and_restart_under_load(nats_url, stream_names, private_postgres):
@@ -105,18 +107,23 @@ async def test_postgres_stop_and_restart_under_load(nats_url, stream_names, priv
             first = next(iter(load.ledger.accepted.values())).reply
             await _eventually_ok(http, f"/v1/checkout-sessions/{first.session_id}")
             poller = asyncio.create_task(poll_queries(http, first.session_id, poll, stop_polling))
-            await asyncio.sleep(1.0)
+            await wait_until(
+                lambda: poll.statuses(0, float("inf")).get("200", 0) >= 10,
+                what="10 queries answered before the outage",
+            )
             accepted_at_stop = len(load.ledger.accepted)
             stopped_at = time.monotonic()
             await asyncio.to_thread(private_postgres.stop)
             stopped_in = time.monotonic() - stopped_at
-            await asyncio.sleep(DOWN_FOR)
+            await asyncio.sleep(DOWN_FOR)  # the fault itself: the database down for DOWN_FOR s
             accepted_while_down = len(load.ledger.accepted) - accepted_at_stop
             await asyncio.to_thread(private_postgres.start)
             restarted_at = time.monotonic()
-            async with asyncio.timeout(RECOVER_WITHIN + 10):
-                while poll.first_ok_after(restarted_at) is None:
-                    await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: poll.first_ok_after(restarted_at),
+                RECOVER_WITHIN + 10,
+                what="a query answered after the restart",
+            )
             await load.wait_accepted(len(load.ledger.accepted) + 40, timeout=60)
         stop_polling.set()
         await poller
@@ -162,18 +169,25 @@ async def test_postgres_stop_and_restart_under_load(nats_url, stream_names, priv
 
 
 async def _eventually_ok(http: httpx.AsyncClient, route: str, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while (await http.get(route)).status_code != 200:
-            await asyncio.sleep(0.05)
+    async def ok() -> bool:
+        return (await http.get(route)).status_code == 200
+
+    await wait_until(ok, timeout, what=f"200 from {route}")
 
 
 async def _caught_up(pool, nc, source, timeout: float = 60.0) -> float:
     started = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                await wait_caught_up(pool, nc, source, timeout=5)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await asyncio.sleep(0.1)  # a pooled connection that died with the server
-                continue
-            return time.monotonic() - started
+
+    async def caught_up() -> bool:
+        await wait_caught_up(pool, nc, source, timeout=5)
+        return True
+
+    await wait_until(
+        caught_up,
+        timeout,
+        what="the projector to catch up",
+        interval=0.1,
+        # not yet, or a pooled connection that died with the server
+        ignoring=(TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
+    )
+    return time.monotonic() - started

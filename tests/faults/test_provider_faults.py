@@ -19,8 +19,10 @@ from orchestrator import bootstrap
 from orchestrator.providers.stripe.client import StripeProvider
 from orchestrator.routing.health import BreakerPolicy, BreakerState, HealthBoard
 from orchestrator.sandbox.fleet import SandboxFleet
-from tests.e2e.test_checkout_flow import create_body
-from tests.faults.app_support import Clock, Stack, report, running_stack
+from tests.support.apps import Stack, running_stack
+from tests.support.builders import create_body
+from tests.support.reports import Clock, report
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -82,10 +84,13 @@ async def _creates(stack: Stack, n: int) -> list[dict[str, Any]]:
 async def _queued_creates(stack: Stack, n: int) -> list[dict[str, Any]]:
     """``n`` creates that the command service takes as one concurrent batch: they queue up
     behind a slow create (lomi answering in 0.5 s), then are fetched together."""
-    stack.fleet.lomi.faults.set(latency_seconds=0.5)
+    lomi = stack.fleet.lomi.faults
+    lomi.set(latency_seconds=0.5)
     xof = create_body(currency="XOF", amount=5000, customer={"email": "a@b.sn", "country": "SN"})
+    calls_before = lomi.api_requests
     blocker = asyncio.create_task(stack.http.post("/v1/checkout-sessions", json=xof))
-    await asyncio.sleep(0.2)
+    # the creates must queue behind the slow one: send them once lomi holds its call
+    await wait_until(lambda: lomi.api_requests > calls_before, what="the slow create at lomi")
     try:
         return await _creates(stack, n)
     finally:
@@ -253,6 +258,8 @@ async def test_a_failing_provider_trips_its_circuit_falls_back_and_recovers(stac
 
 
 async def _until_half_open(timeline: Timeline) -> None:
-    async with asyncio.timeout(COOL_DOWN + 5):
-        while timeline.state() is BreakerState.OPEN:
-            await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: timeline.state() is not BreakerState.OPEN,
+        COOL_DOWN + 5,
+        what="the cool-down to end (circuit no longer open)",
+    )

@@ -28,18 +28,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_checkout_flow import create_body
-from tests.faults.app_support import (
+from tests.support.apps import (
     TERMINAL_STATUSES,
-    TYPED_REJECTIONS,
-    Clock,
     Stack,
-    eventually,
     inbox_idle,
-    report,
     running_stack,
     terminal_events,
 )
+from tests.support.builders import create_body
+from tests.support.racing import TYPED_REJECTIONS
+from tests.support.reports import Clock, report
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -128,7 +127,7 @@ async def _race(plans: list[dict[str, Any]], tmp_path: Path) -> list[dict[str, A
             await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "tests.faults.app_support",
+                "tests.support.racing",
                 str(path),
                 cwd=ROOT,
                 env=env,
@@ -172,7 +171,7 @@ async def _all_terminal(stack: Stack, sessions: list[dict[str, Any]]) -> dict[st
             found[created["session_id"]] = terminal
         return found
 
-    return await eventually(check, timeout=90)
+    return await wait_until(check, 90)
 
 
 async def _read_model(stack: Stack, sessions: list[dict[str, Any]]) -> dict[str, str]:
@@ -188,7 +187,7 @@ async def _read_model(stack: Stack, sessions: list[dict[str, Any]]) -> dict[str,
             found[created["session_id"]] = status
         return found
 
-    return await eventually(check, timeout=30)
+    return await wait_until(check, 30)
 
 
 async def test_racing_commands_from_several_processes_end_each_session_once(stack, tmp_path):

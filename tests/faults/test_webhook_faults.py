@@ -25,16 +25,16 @@ from orchestrator.providers.lomi.transformers import sign_webhook as lomi_sign
 from orchestrator.providers.polar.transformers import sign_webhook as polar_sign
 from orchestrator.sandbox.simulator import DriveRequest, Simulator
 from orchestrator.sandbox.webhooks import Delivery
-from tests.e2e.test_checkout_flow import create_body
-from tests.faults.app_support import (
-    Clock,
+from tests.support.apps import (
     Stack,
-    eventually,
     inbox_idle,
-    report,
     running_stack,
+    session_where,
     terminal_events,
 )
+from tests.support.builders import create_body
+from tests.support.reports import Clock, report
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.fault]
 
@@ -77,18 +77,11 @@ async def _post(
 
 
 async def _status(stack: Stack, session_id: str, **expected: Any) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        response = await stack.http.get(f"/v1/checkout-sessions/{session_id}")
-        if response.status_code != 200:
-            return None
-        body: dict[str, Any] = response.json()
-        return body if all(body.get(k) == v for k, v in expected.items()) else None
-
-    return await eventually(check)
+    return await session_where(stack.http, session_id, 30, **expected)
 
 
 async def _idle(stack: Stack) -> dict[str, int]:
-    return await eventually(lambda: inbox_idle(stack))
+    return await wait_until(lambda: inbox_idle(stack), what="an idle inbox")
 
 
 async def test_duplicated_webhooks_have_one_effect(stack):
@@ -223,7 +216,7 @@ async def test_a_payment_webhook_after_expiry_is_kept_for_a_human(stack):
             rows = [r for r in await stack.inbox_rows() if r["session_id"] == sid]
             return [r for r in rows if r["status"] == "rejected"]
 
-        await eventually(rejected)
+        await wait_until(rejected)
         await _idle(stack)
         kept = await rejected()
         await _status(stack, sid, status="expired")

@@ -17,20 +17,10 @@ from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
 from orchestrator.jetstream.command_service import DURABLE
 from orchestrator.jetstream.streams import ensure_streams
 from orchestrator.jetstream.wire import COMMAND_ID, REPLY_TO, parse_reply
-from orchestrator.settings import Settings
 from orchestrator.telemetry import build_telemetry
-from tests.builders import layout_for, new_session_id
-
-
-def settings_for(names, **overrides) -> Settings:
-    layout = layout_for(names)
-    return Settings(
-        events_stream=layout.events_stream,
-        events_prefix=layout.events_prefix,
-        commands_stream=layout.commands_stream,
-        commands_prefix=layout.commands_prefix,
-        **overrides,
-    )
+from tests.support.apps import settings_for
+from tests.support.builders import layout_for, new_session_id
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -179,9 +169,7 @@ async def test_a_command_sent_while_no_handler_runs_is_handled_later(nats_url, s
             )
         assert await client.history(sid) == ()
         async with orchestrator(settings, nats_url):
-            async with asyncio.timeout(15):
-                while not await client.history(sid):
-                    await asyncio.sleep(0.05)
+            await wait_until(lambda: client.history(sid), 15, what="the queued create handled")
             # asking again with the same id is answered, not re-applied
             reply = await client.create_session(
                 currency="XOF", amount=5000, session_id=sid, command_id="c-later"
@@ -229,7 +217,8 @@ async def test_a_retry_after_the_dedupe_window_still_appends_nothing(nats_url, s
             currency="JPY", amount=1200, session_id=sid, command_id="c-window"
         )
         cancel = await client.cancel(sid)
-        await asyncio.sleep(1.5)  # let the server forget the message ids (window = 1 s)
+        # what is tested: time passing beyond the window, so the server forgets the message ids
+        await asyncio.sleep(1.5)  # (window = 1 s)
         retried = await client.create_session(
             currency="JPY", amount=1200, session_id=sid, command_id="c-window"
         )

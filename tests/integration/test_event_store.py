@@ -11,7 +11,8 @@ import pytest
 from orchestrator.errors import ConcurrencyConflict, StreamMisconfigured, UnsupportedServer
 from orchestrator.jetstream.event_store import DuplicateCommand, EventStore
 from orchestrator.jetstream.streams import ensure_streams, events_stream_config
-from tests.builders import layout_for, lifecycle, metadata, new_session_id, requested
+from tests.support.builders import layout_for, lifecycle, metadata, new_session_id, requested
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -188,16 +189,18 @@ async def test_kill_9_and_restart_loses_no_acknowledged_event(nats_server, strea
             try:
                 result = await store.append(sid, events, metadata(n=4), expected_version=0)
             except Exception:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the writer's retry pace while the server is down
                 continue
             acknowledged[sid] = result.last_sequence
 
     tasks = [asyncio.create_task(writer()) for _ in range(4)]
-    await _wait_until(lambda: len(acknowledged) >= 200)
+    await wait_until(lambda: len(acknowledged) >= 200, 20, what="200 acknowledged sessions")
     nats_server.kill()
     count_at_kill = len(acknowledged)
     nats_server.restart()
-    await _wait_until(lambda: len(acknowledged) >= count_at_kill + 100, timeout=30)
+    await wait_until(
+        lambda: len(acknowledged) >= count_at_kill + 100, 30, what="appends after the restart"
+    )
     stop.set()
     await asyncio.gather(*tasks)
     for sid in acknowledged:
@@ -222,9 +225,3 @@ async def test_kill_9_and_restart_loses_no_acknowledged_event(nats_server, strea
     assert set(acknowledged) <= set(per_session)
     await store.close()
     await connection.close()
-
-
-async def _wait_until(condition, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)

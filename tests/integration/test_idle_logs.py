@@ -7,7 +7,7 @@ import logging
 import time
 
 from orchestrator.bootstrap import orchestrator
-from tests.integration.test_commands import settings_for
+from tests.support.apps import settings_for
 
 EMPTY_POLLS = 4
 

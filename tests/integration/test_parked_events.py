@@ -15,9 +15,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from orchestrator.bootstrap import Endpoints, read_side
 from orchestrator.telemetry import build_telemetry
 from projections import ParkedEvents, replay_parked
-from tests.e2e.test_checkout_flow import eventually
 from tests.integration.test_projections_cli import _cli, _settings
-from tests.projections_support import projection_env, requested_event, routed_event
+from tests.support.builders import requested, routed
+from tests.support.projections import projection_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.parked_expected  # this test parks events on purpose
 
@@ -65,13 +66,13 @@ async def test_parked_events_are_shown_counted_and_replayed_once_after_the_fix(e
             httpx.AsyncClient(base_url=side.http_url, timeout=10) as http,
         ):
             await env.pool.execute(_BREAK)
-            last = await env.append(SID, [requested_event(SID), routed_event(SID)], 0)
+            last = await env.append(SID, [requested(SID), routed(SID)], 0)
 
             async def listed():
                 body = (await http.get("/v1/operator/parked-events")).json()
                 return body if body["count"] == 2 else None
 
-            shown = await eventually(listed)
+            shown = await wait_until(listed, 15, what="the parked events listed")
             await env.wait_caught_up()
             assert {e["event_type"] for e in shown["data"]} == {"requested", "routed"}
             assert {e["projection"] for e in shown["data"]} == {"sessions"}

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from projections.source import PartitionReader
-from tests.projections_support import projection_env
+from tests.support.projections import projection_env
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -17,10 +18,11 @@ async def env(nats_url, database_url, stream_names):
 
 
 async def _outstanding_pull(reader: PartitionReader) -> asyncio.Event:
-    async with asyncio.timeout(10):
-        while (pull := reader._pull) is None or pull.done.is_set():
-            await asyncio.sleep(0.01)
-    return pull.done
+    def outstanding() -> asyncio.Event | None:
+        pull = reader._pull
+        return None if pull is None or pull.done.is_set() else pull.done
+
+    return await wait_until(outstanding, 10, what="an outstanding pull", interval=0.01)
 
 
 async def test_close_returns_when_the_cancel_meets_a_finished_pull(env):

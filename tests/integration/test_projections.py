@@ -9,12 +9,8 @@ from events.codec import Headers
 from events.subjects import event_subject, partition_of
 from projections.migrate import migrate
 from projections.status import status_report
-from tests.projections_support import (
-    encode_headers,
-    projection_env,
-    requested_event,
-    routed_event,
-)
+from tests.support.builders import encode_headers, requested, routed
+from tests.support.projections import projection_env
 
 
 @pytest.fixture
@@ -59,7 +55,7 @@ async def test_poison_events_are_parked_and_later_events_still_project(env):
     poison_sid = _session_in(partition, env.layout.partitions, "poison_")
     good_sid = _session_in(partition, env.layout.partitions, "good_")
     nul_sid = _session_in(partition, env.layout.partitions, "nul_")
-    good_headers = encode_headers(requested_event(poison_sid))
+    good_headers = encode_headers(requested(poison_sid))
     bad_json = await _publish_raw(env, poison_sid, "requested", b"{not json", good_headers)
     unknown = await _publish_raw(
         env,
@@ -68,8 +64,8 @@ async def test_poison_events_are_parked_and_later_events_still_project(env):
         b"{}",
         {**good_headers, Headers.EVENT_TYPE: "teleported", Headers.MSG_ID: "poison-2"},
     )
-    orphan = await env.append(poison_sid + "x", [routed_event(poison_sid + "x")], 0)
-    nul = await env.append(nul_sid, [requested_event(nul_sid, metadata={"k": "a\x00b"})], 0)
+    orphan = await env.append(poison_sid + "x", [routed(poison_sid + "x")], 0)
+    nul = await env.append(nul_sid, [requested(nul_sid, metadata={"k": "a\x00b"})], 0)
     good = await env.load_one(good_sid)
 
     async with env.projector():

@@ -18,7 +18,8 @@ from projections.fold import fold
 from projections.queries import ReadModels
 from projections.schemas import CheckoutSession
 from projections.watch import CommitWatch
-from tests.projections_support import T0, projection_env, routed_event
+from tests.support.builders import routed
+from tests.support.projections import T0, projection_env
 
 
 @pytest.fixture
@@ -194,7 +195,7 @@ async def test_provider_stats_match_the_fold(loaded):
 @pytest.mark.parked_expected
 async def test_an_event_without_its_session_is_parked_not_served(env):
     orphan = "orphan_1"
-    sequence = await env.append(orphan, [routed_event(orphan)], 0)
+    sequence = await env.append(orphan, [routed(orphan)], 0)
     async with env.projector(), _client(env) as reads:
         await env.wait_caught_up()
         with pytest.raises(SessionNotFound):

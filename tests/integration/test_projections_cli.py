@@ -12,7 +12,7 @@ import pytest
 from orchestrator.bootstrap import Endpoints, read_side
 from orchestrator.settings import Settings
 from projections.client import QueryClient
-from tests.projections_support import projection_env
+from tests.support.projections import projection_env
 
 CLI = str(Path(sys.executable).parent / "checkout-orchestrator")
 

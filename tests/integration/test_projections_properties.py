@@ -20,7 +20,7 @@ from bench.workload import lifecycle
 from projections import live_bindings
 from projections.batch import apply_batch
 from projections.read_models import all_projections
-from tests.projections_support import T0, actual_from, projection_env
+from tests.support.projections import T0, actual_from, projection_env
 
 _examples = itertools.count()
 

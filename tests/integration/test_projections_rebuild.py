@@ -11,7 +11,7 @@ import pytest
 from projections.errors import RebuildError
 from projections.queries import ReadModels, SessionFilters
 from projections.rebuild import RebuildProgress, _prepare, _switch, rebuild
-from tests.projections_support import T0, projection_env
+from tests.support.projections import T0, projection_env
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from orchestrator.routing.backtest_report import backtest_json
 from orchestrator.services.backtesting import run_backtest
 from projections.queries import ReadModels, SessionFilters
-from tests.projections_support import projection_env
+from tests.support.projections import projection_env
 from tests.unit.test_routing_backtest import DEFAULT_TEXT, POLAR_FIRST
 
 SESSIONS = 60

@@ -16,6 +16,7 @@ from orchestrator.http.server import HttpServer
 from orchestrator.sandbox.faults import Faults
 from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
 from orchestrator.sandbox.webhooks import RetryPolicy
+from tests.support.waiting import wait_until
 
 
 class ToySimulator(Simulator):
@@ -167,7 +168,7 @@ async def test_stop_releases_a_hanging_request_quickly() -> None:
     sim.faults.set(hang_next=1, hang_seconds=60)
     async with httpx.AsyncClient(base_url=sim.base_url) as client:
         request = asyncio.create_task(client.post("/v1/sessions", timeout=30))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: sim.faults.injected_hangs == 1, 10, what="the request to hang")
         started = time.monotonic()
         await sim.stop()
         assert time.monotonic() - started < 5

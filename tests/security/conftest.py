@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from orchestrator.bootstrap import Endpoints, Gateway, ReadSide, gateway, orchestrator, read_side
+from orchestrator.bootstrap import Gateway, ReadSide
 from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.settings import Settings
-from tests.integration.test_commands import settings_for
+from tests.support.apps import running_stack
 
 CACHE_SECONDS = 0.5
 
@@ -33,23 +33,24 @@ class Secured:
 
 @pytest.fixture
 async def secured(nats_url, database_url, stream_names):
-    settings = settings_for(
+    async with running_stack(
+        nats_url,
+        database_url,
         stream_names,
         api_auth="required",
         api_key_cache_seconds=CACHE_SECONDS,
         read_wait_timeout_seconds=0.3,  # fuzzed min-sequences are never reached
-        http_port=0,
         settlement_interval_seconds=0.2,
-    )
-    endpoints = Endpoints(nats_url, database_url, embedded_nats=False, embedded_postgres=False)
-    async with (
-        SandboxFleet() as fleet,
-        orchestrator(settings, nats_url, providers=fleet.providers),
-        read_side(settings, endpoints, serve_http=False) as read,
-        gateway(settings, endpoints, read, fleet.providers) as gw,
-    ):
-        fleet.point_webhooks_at(gw.http_url)
-        keys = ApiKeys(read.pool)
+    ) as stack:
+        keys = ApiKeys(stack.read.pool)
         write = await keys.create(Scope.WRITE, "tests")
         reader = await keys.create(Scope.READ, "tests (read)")
-        yield Secured(settings, fleet, read, gw, keys, write.plaintext, reader.plaintext)
+        yield Secured(
+            stack.settings,
+            stack.fleet,
+            stack.read,
+            stack.gateway,
+            keys,
+            write.plaintext,
+            reader.plaintext,
+        )

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
 
-from tests.e2e.test_checkout_flow import create_body
+from tests.support.builders import create_body
 
 CHECKS = [  # and no 5xx, below
     checks.status_code_conformance,

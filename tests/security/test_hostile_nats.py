@@ -15,8 +15,8 @@ from ulid import ULID
 
 from orchestrator.bootstrap import orchestrator
 from orchestrator.jetstream.wire import COMMAND_ID, REPLY_TO, RejectedReply, parse_reply
-from tests.e2e.test_checkout_flow import create_body
-from tests.integration.test_commands import settings_for
+from tests.support.apps import settings_for
+from tests.support.builders import create_body
 
 TYPES = ["create", "expire", "cancel", "complete", "record_routing", "nope", ""]
 

@@ -43,9 +43,9 @@ from orchestrator.jetstream.connection import (
 )
 from orchestrator.settings import NatsSettingsError, Settings
 from orchestrator.telemetry import build_telemetry
-from tests.builders import new_session_id
-from tests.deploy.support import Certificates, write_certificates
-from tests.integration.test_commands import settings_for
+from tests.support.apps import settings_for
+from tests.support.builders import new_session_id
+from tests.support.tls import Certificates, write_certificates
 
 USER = "orchestrator"
 PASSWORD = f"pw-{secrets.token_hex(12)}"

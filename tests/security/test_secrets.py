@@ -23,8 +23,8 @@ from orchestrator.bootstrap import Endpoints, connect_nats, gateway, orchestrato
 from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import _SANDBOX_SECRET, SandboxFleet
 from orchestrator.telemetry import build_telemetry, instrumented
-from tests.e2e.test_checkout_flow import create_body, session_where
-from tests.integration.test_commands import settings_for
+from tests.support.apps import session_where, settings_for
+from tests.support.builders import create_body
 
 
 class _Everything(logging.Handler):

@@ -16,7 +16,8 @@ import pytest
 
 from bench.workload import drive
 from projections.status import caught_up
-from tests.projections_support import projection_env, wait_for
+from tests.support.projections import projection_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,7 @@ async def test_sigkill_at_random_moments_loses_and_doubles_nothing(env, tmp_path
         try:
             start = await env.applied()
             step = rng.randint(200, 2500)
-            await wait_for(
+            await wait_until(
                 lambda start=start, step=step: _grew(env, start, step, load),
                 timeout=60,
                 what="the projector to commit more events",

@@ -11,7 +11,8 @@ import asyncio
 
 import pytest
 
-from tests.projections_support import projection_env, wait_for
+from tests.support.projections import projection_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +26,10 @@ async def env(nats_server, database_url, stream_names):
 async def test_a_killed_and_restarted_nats_server_loses_nothing(env, nats_server):
     await env.load(300, seed=31)
     async with env.projector():
-        await wait_for(lambda: _some_applied(env), timeout=30, what="the first commits")
+        await wait_until(lambda: _some_applied(env), timeout=30, what="the first commits")
         nats_server.kill()
         await asyncio.to_thread(nats_server.start)
-        await wait_for(lambda: _connected(env), timeout=30, what="the client to reconnect")
+        await wait_until(lambda: _connected(env), timeout=30, what="the client to reconnect")
         await env.load(300, seed=32)
         await env.wait_caught_up(timeout=90)
     expected, actual = await env.expected(), await env.actual()

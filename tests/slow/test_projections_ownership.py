@@ -6,7 +6,8 @@ import signal
 
 import pytest
 
-from tests.projections_support import projection_env, wait_for
+from tests.support.projections import projection_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +35,13 @@ async def test_each_partition_has_one_owner_and_a_survivor_takes_over(env, tmp_p
     first = env.projector_process(tmp_path / "first.log")
     second = env.projector_process(tmp_path / "second.log")
     try:
-        await wait_for(
+        await wait_until(
             lambda: _balanced(env), timeout=60, what="two workers owning 8 partitions each"
         )
         await env.wait_caught_up()
         second.send_signal(signal.SIGKILL)
         second.wait(timeout=10)
-        await wait_for(lambda: _all_owned_by_one(env), timeout=15, what="the survivor to own all")
+        await wait_until(lambda: _all_owned_by_one(env), timeout=15, what="the survivor to own all")
         await env.load(100, seed=22)
         await env.wait_caught_up()
     finally:

@@ -13,7 +13,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests.projections_support import projection_env, wait_for
+from tests.support.projections import projection_env
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +24,11 @@ async def test_a_postgres_crash_loses_and_doubles_nothing(nats_url, stream_names
     async with projection_env(nats_url, dsn, stream_names) as env:
         await env.load(400, seed=41)
         async with env.projector():
-            await wait_for(lambda: _some_applied(env), timeout=30, what="the first commits")
+            await wait_until(lambda: _some_applied(env), timeout=30, what="the first commits")
             private_postgres.kill()
             await asyncio.to_thread(private_postgres.start)
             await env.load(200, seed=42)
-            await wait_for(lambda: _caught_up(env), timeout=90, what="the catch-up after restart")
+            await wait_until(lambda: _caught_up(env), timeout=90, what="the catch-up after restart")
         expected, actual = await env.expected(), await env.actual()
     assert actual.timeline == expected.timeline
     assert actual.sessions == expected.sessions

@@ -9,7 +9,8 @@ re-sent copies pile up in the work queue faster than a loaded machine works them
 The `Ledger` keeps the first accepted reply of every command. `check_commands_in_stream`
 then proves that every accepted command is in the event stream exactly once, and
 `provider_sessions_per_session` counts, at the simulators, the provider sessions opened
-for each of our sessions.
+for each of our sessions. The cluster helpers wait for a new or wounded JetStream
+cluster to settle.
 """
 
 from __future__ import annotations
@@ -26,44 +27,19 @@ from typing import Any, Self
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
+from nats.js.api import ClusterInfo
 from ulid import ULID
 
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
+from orchestrator.errors import InfrastructureError
+from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.jetstream.wire import COMMAND_ID, AcceptedReply
 from orchestrator.sandbox.fleet import SandboxFleet
 from projections.source import EventSource, StreamMessage, read_all
+from tests.support.builders import create_payload
+from tests.support.waiting import WaitTimeout, wait_until
 
 CREATED_TYPES = ["requested", "routed", "provider_session_opened"]
-
-
-def report(case: str, **figures: Any) -> None:
-    """Print what a case injected and what it found (`pytest -m fault -s` shows it)."""
-    lines = [f"\n[fault] {case}"]
-    lines += [f"    {name.replace('_', ' ')}: {_shown(value)}" for name, value in figures.items()]
-    print("\n".join(lines))  # noqa: T201 - the figures this suite exists to observe
-
-
-def _shown(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def create_payload(index: int) -> dict[str, Any]:
-    """A create command body: every third one in XOF for Senegal (lomi), else GBP (Stripe)."""
-    session_id = f"cs_{ULID()}"
-    if index % 3 == 2:
-        return {
-            "session_id": session_id,
-            "currency": "XOF",
-            "amount": 5000 + index,
-            "customer": {"email": f"c{index}@example.sn", "country": "SN"},
-        }
-    return {
-        "session_id": session_id,
-        "currency": "GBP",
-        "amount": 4997 + index,
-        "customer": {"email": f"c{index}@example.test", "country": "GB"},
-        "urls": {"success_url": "https://shop.test/ok", "cancel_url": "https://shop.test/no"},
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,15 +135,20 @@ class SteadyLoad:
             assert not pending, f"{len(pending)} commands still unanswered after the load"
 
     async def wait_accepted(self, count: int, timeout: float = 30.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.ledger.accepted) < count:
-                await asyncio.sleep(0.02)
+        await wait_until(
+            lambda: len(self.ledger.accepted) >= count,
+            timeout,
+            what=f"{count} accepted commands",
+            interval=0.02,
+        )
 
     async def wait_accepted_after(self, instant: float, timeout: float) -> Accepted:
-        async with asyncio.timeout(timeout):
-            while (found := self.ledger.first_accepted_sent_after(instant)) is None:
-                await asyncio.sleep(0.02)
-        return found
+        return await wait_until(
+            lambda: self.ledger.first_accepted_sent_after(instant),
+            timeout,
+            what="a command sent after the fault to be accepted",
+            interval=0.02,
+        )
 
     async def _tick(self) -> None:
         interval = 1.0 / self.rate
@@ -273,28 +254,36 @@ async def read_stream(
 ) -> list[StreamMessage]:
     """Every message of the stream, retried while a cluster is still settling after a fault
     (``JetStream system temporarily unavailable``, a request that timed out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await read_all(nc, source)
-        except (nats.errors.Error, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+
+    async def whole() -> tuple[list[StreamMessage]]:
+        return (await read_all(nc, source),)  # truthy even when the stream is empty
+
+    (messages,) = await wait_until(
+        whole,
+        timeout,
+        what=f"a whole read of {source.stream}",
+        interval=0.2,
+        ignoring=(nats.errors.Error, TimeoutError),
+    )
+    return messages
 
 
 async def commands_left(nc: NatsClient, stream: str, timeout: float = 15.0) -> int:
-    """Messages left in the command work queue (each is removed when acknowledged); waits
-    up to ``timeout`` for it to drain."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Messages left in the command work queue (each is removed when acknowledged) once it
+    has drained, or after ``timeout`` (-1: the cluster never answered)."""
+    left = -1
+
+    async def drained() -> bool:
+        nonlocal left
         try:
             left = int((await nc.jetstream().stream_info(stream)).state.messages)
         except (nats.errors.Error, TimeoutError):
             left = -1  # the cluster is still settling
-        if left == 0 or time.monotonic() > deadline:
-            return left
-        await asyncio.sleep(0.1)
+        return left == 0
+
+    with contextlib.suppress(WaitTimeout):
+        await wait_until(drained, timeout, what=f"{stream} to drain", interval=0.1)
+    return left
 
 
 async def work_queue_state(nc: NatsClient, stream: str, durable: str) -> dict[str, int]:
@@ -324,7 +313,55 @@ async def leftover_command_ids(nc: NatsClient, stream: str) -> list[str]:
     return found
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(fraction * len(values)))]
+# --- a JetStream cluster (EmbeddedNatsCluster) -----------------------------------------------
+
+_NO_PEERS_FOR_PLACEMENT = 10005  # JetStream error: a cluster member is not known online yet
+
+
+async def ensure_streams_on_new_cluster(
+    nc: NatsClient, layout: StreamLayout, timeout: float = 20.0
+) -> None:
+    """`ensure_streams` on a cluster that just started: retried while JetStream elects its
+    meta leader or does not yet know every peer online (R3 placement needs all three)."""
+
+    async def created() -> bool:
+        try:
+            await ensure_streams(nc, layout)
+        except InfrastructureError:  # UnsupportedServer: "JetStream is not available"
+            return False
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _NO_PEERS_FOR_PLACEMENT:
+                raise
+            return False
+        return True
+
+    await wait_until(created, timeout, what="the streams on the new cluster", interval=0.2)
+
+
+async def _cluster_info(nc: NatsClient, stream: str) -> ClusterInfo | None:
+    try:
+        info = await nc.jetstream().stream_info(stream)
+    except (nats.errors.Error, TimeoutError):
+        return None  # no leader yet, or the connection is moving to another server
+    return info.cluster if info.cluster is not None and info.cluster.leader else None
+
+
+async def stream_leader(nc: NatsClient, stream: str, timeout: float = 20.0) -> str:
+    """The name of the server leading ``stream``, once it has one."""
+
+    async def leader() -> str | None:
+        cluster = await _cluster_info(nc, stream)
+        return cluster.leader if cluster is not None else None
+
+    return await wait_until(leader, timeout, what=f"a leader of {stream}", interval=0.1)
+
+
+async def all_replicas_current(nc: NatsClient, stream: str, timeout: float = 20.0) -> None:
+    """Wait until ``stream`` has a leader and both other replicas are online and current."""
+
+    async def current() -> bool:
+        cluster = await _cluster_info(nc, stream)
+        replicas = (cluster.replicas or []) if cluster is not None else []
+        return len(replicas) == 2 and all(r.current and not r.offline for r in replicas)
+
+    await wait_until(current, timeout, what=f"every replica of {stream} current", interval=0.1)

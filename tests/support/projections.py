@@ -1,10 +1,12 @@
-"""Shared set-up of the projection tests: real NATS, real Postgres, the real event store.
+"""The projection tests' world: real NATS, real Postgres, the real event store.
 
 `projection_env` yields a `ProjectionEnv`: a unique stream (from the `stream_names`
 fixture), a fresh migrated database, the event store appending to it, and helpers to
 load realistic sessions, run projectors (in-process or as `checkout-orchestrator
-projections run` processes), wait on conditions, and compute what the read models must
-hold by folding every event in the stream.
+projections run` processes), and compute what the read models must hold by folding every
+event in the stream (`expected_from`) to compare with what they hold (`actual_from`).
+``T0`` is the day the loaded sessions start on (the workload's clock), not
+`tests.support.builders.T0`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +31,7 @@ from nats.aio.client import Client as NatsClient
 from ulid import ULID
 
 from bench.workload import drive, lifecycle, session_ids
-from events import EventMetadata, encode
-from events.catalog import CheckoutEvent, CheckoutRequested, CheckoutRouted, RoutingExplanation
-from events.values import Mode, Provider, RequestedAmount
+from events.catalog import CheckoutEvent
 from orchestrator.jetstream.event_store import EventStore
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from projections.checkpoints import Binding
@@ -46,60 +45,9 @@ from projections.read_models import sessions as sessions_model
 from projections.read_models.daily_totals import totals_of
 from projections.source import EventSource, StreamMessage, read_all
 from projections.status import wait_caught_up
+from tests.support.builders import StreamNames, layout_for, new_metadata
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
-) -> None:
-    """Poll ``condition`` until true; fail the test with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def new_metadata(command_id: str) -> EventMetadata:
-    trace = f"{random.getrandbits(128):032x}"
-    return EventMetadata(
-        event_id=str(ULID()),
-        command_id=command_id,
-        correlation_id=command_id,
-        causation_id=command_id,
-        occurred_at=datetime.now(UTC),
-        traceparent=f"00-{trace}-{random.getrandbits(64):016x}-01",
-    )
-
-
-def requested_event(sid: str, **changes: Any) -> CheckoutRequested:
-    fields: dict[str, Any] = {
-        "session_id": sid,
-        "occurred_at": T0,
-        "mode": Mode.PAYMENT,
-        "amount": RequestedAmount(currency="EUR", amount=2500),
-        **changes,
-    }
-    return CheckoutRequested(**fields)
-
-
-def routed_event(sid: str) -> CheckoutRouted:
-    return CheckoutRouted(
-        session_id=sid,
-        occurred_at=T0,
-        provider=Provider.STRIPE,
-        attempt=1,
-        explanation=RoutingExplanation(
-            rules_version="t", matched_rule="default", candidates=(Provider.STRIPE,)
-        ),
-    )
-
-
-def encode_headers(event: CheckoutEvent) -> dict[str, str]:
-    """The headers the event store would put on ``event`` (for hand-made messages)."""
-    encoded = encode(event, new_metadata(f"cmd-{ULID()}"), prefix="x", partitions=1, index=0)
-    return encoded.headers
 
 
 @dataclass
@@ -276,15 +224,9 @@ async def actual_from(conn: asyncpg.Connection) -> Expected:
 
 @contextlib.asynccontextmanager
 async def projection_env(
-    nats_url: str, database_url: str, names: Any, *, partitions: int = 16
+    nats_url: str, database_url: str, names: StreamNames, *, partitions: int = 16
 ) -> AsyncIterator[ProjectionEnv]:
-    layout = StreamLayout(
-        events_stream=names.stream,
-        events_prefix=names.events_prefix,
-        commands_stream=names.commands_stream,
-        commands_prefix=names.commands_prefix,
-        partitions=partitions,
-    )
+    layout = layout_for(names, partitions=partitions)
     await migrate(database_url)
     nc = await nats.connect(nats_url)
     try:
