@@ -273,6 +273,6 @@ class KongSimulator(Simulator):
             "mode": "setup",
             "cancel_url": session["cancel_url"],
             "success_url": session["success_url"],
-            "return_url": session["return_url"],
+            "return_url": session.get("return_url"),
         }
         return {key: value for key, value in result.items() if value is not None}
