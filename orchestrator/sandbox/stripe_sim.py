@@ -18,7 +18,7 @@ answer (``Idempotent-Replayed: true``) and never creates twice; a request refuse
 4xx saves nothing, so the key can be used again once the request is fixed (Stripe saves a
 result only once the endpoint started executing); the same key with other parameters is an
 ``idempotency_error``; unknown parameters are rejected; ``expand[]`` expands ``line_items``
-(``data.line_items`` on a list) on every call that returns a session, and refuses, in
+and ``setup_intent`` (``data.`` on a list) on every call that returns a session, and refuses, in
 Stripe's words, a path this simulator cannot expand; errors carry only codes Stripe
 documents (no code where Stripe sends a message only); ``url`` is set
 only while open (hosted), ``client_secret`` only for ``embedded_page``; ``expires_at``
@@ -101,7 +101,7 @@ _KNOWN_PARAMS = frozenset(
     }
 )  # fmt: skip
 # what this simulator can expand (Stripe can expand more: those answer Stripe's refusal)
-_EXPANDABLE = frozenset({"line_items"})
+_EXPANDABLE = frozenset({"line_items", "setup_intent"})
 _UPDATABLE = frozenset({"metadata", "expand"})
 # the payer's country when the drive names none: one that fits the currency
 _COUNTRY_BY_CURRENCY = {"eur": "FR", "gbp": "GB", "usd": "US", "xof": "SN", "jpy": "JP"}
@@ -177,6 +177,8 @@ class StripeSimulator(Simulator):
         self.sessions: dict[str, dict[str, Any]] = {}  # creation order
         self.line_items: dict[str, list[dict[str, Any]]] = {}
         self.prices: dict[str, dict[str, Any]] = {}
+        # a setup session's SetupIntent, with its ``setup_intent_data.metadata``
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self._pending_async: set[str] = set()
         self._idempotency: dict[str, _Stored] = {}
         self.counters = {"sessions_created": 0, "idempotent_replays": 0, "api_expires": 0}
@@ -244,8 +246,22 @@ class StripeSimulator(Simulator):
         )
         self.sessions[session_id] = session
         self.line_items[session_id] = items
+        if session["setup_intent"] is not None:
+            self.setup_intents[session["setup_intent"]] = self._setup_intent(session, params)
         self.counters["sessions_created"] += 1
         return copy.deepcopy(session)
+
+    @staticmethod
+    def _setup_intent(session: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        data = params.get("setup_intent_data") or {}
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        return {
+            "id": session["setup_intent"],
+            "object": "setup_intent",
+            "customer": session["customer"],
+            "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+            "status": "requires_payment_method",
+        }
 
     # --- drives -----------------------------------------------------------------------------
 
@@ -494,6 +510,9 @@ class StripeSimulator(Simulator):
 
     def _view(self, session: Mapping[str, Any], *, expand: Iterable[str]) -> dict[str, Any]:
         view = copy.deepcopy(dict(session))
+        expand = list(expand)
+        if "setup_intent" in expand and session["setup_intent"] is not None:
+            view["setup_intent"] = copy.deepcopy(self.setup_intents[session["setup_intent"]])
         if "line_items" in expand:
             items = self.line_items[session["id"]]
             url = f"/v1/checkout/sessions/{session['id']}/line_items"

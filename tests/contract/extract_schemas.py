@@ -143,6 +143,16 @@ STRIPE_RESOURCES = {
     "event": "event",
 }
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+# a checkout session's expandable references (Stripe's x-expansionResources): an id or the
+# expanded object, so the fixture's string does not fix their type
+STRIPE_EXPANDABLE = (
+    "customer",
+    "invoice",
+    "payment_intent",
+    "payment_link",
+    "setup_intent",
+    "subscription",
+)
 
 
 def shape(value: Any, *, top: bool = True) -> dict[str, Any]:
@@ -167,6 +177,8 @@ def stripe_main(git_dir: str) -> None:
     commit = _git(git_dir, "rev-parse", "HEAD").decode().strip()
     resources = json.loads(_git(git_dir, "show", f"HEAD:{path}"))["resources"]
     roots = {alias: shape(resources[name]) for alias, name in STRIPE_RESOURCES.items()}
+    for field in STRIPE_EXPANDABLE:
+        roots["checkout.session"]["properties"][field] = {"type": ["string", "object", "null"]}
     # the event fixture wraps a plan: keep the envelope, let data.object be any object
     roots["event"]["properties"]["data"] = {"type": "object", "required": ["object"]}
     target = HERE / "stripe"

@@ -240,9 +240,7 @@ async def test_the_simulator_refuses_what_lomi_refuses(sim: LomiSimulator) -> No
     # lomi's route validates with no whitelist: a field it lacks is accepted and ignored
     assert typo.status_code == 201
     assert sim.ignored_fields == ["amout"]
-    assert [s["checkout_session_id"] for s in listed.json()] == [
-        typo.json()["checkout_session_id"]
-    ]
+    assert [s["checkout_session_id"] for s in listed.json()] == [typo.json()["checkout_session_id"]]
 
 
 async def test_list_sessions(lomi: LomiProvider, sim: LomiSimulator, clock: Clock) -> None:
