@@ -9,6 +9,15 @@ Speaks (JSON, ``Authorization: Bearer <token>``, errors as RFC 7807 problems wit
 answering 201 with ``BillingAppStripeCreateCheckoutSessionResult`` (seed 003), or 400
 (bad body or ULID), 401 (token), 404 (unknown customer), 410 (deleted customer).
 
+Validation as OpenMeter's ``CreateCheckoutSessionInput.Validate`` does it
+(``openmeter/app/stripe/client/checkout.go``, checked by ``tests/contract``):
+``ui_mode: hosted`` without ``success_url`` is a 400 "success url is required for hosted
+ui mode"; ``embedded`` with ``cancel_url`` a 400 "cancel url is not allowed for embedded
+ui mode"; a metadata key OpenMeter reserves (``om_namespace``, ``om_app_id``,
+``om_customer_id``) a 400. Metadata goes where OpenMeter puts it: on the SetupIntent
+(``setup_intent_data.metadata``, with OpenMeter's own ``om_*`` keys added), not on the
+Checkout Session, whose metadata, and so the answer's, stays empty.
+
 Decision: **Kong's sessions live in a `StripeSimulator`**. Kong opens a real Stripe
 session in setup mode on the connected account, so this simulator creates it in the
 Stripe simulator it is given (``mode=setup``, the customer's ``cus_...``). Everything
@@ -58,9 +67,12 @@ _OPTIONS = frozenset(
     }
 )  # fmt: skip
 _PASSED_TO_STRIPE = (
-    "cancel_url", "client_reference_id", "expires_at", "locale", "metadata", "return_url",
+    "cancel_url", "client_reference_id", "expires_at", "locale", "return_url",
     "success_url", "payment_method_types", "redirect_on_completion",
 )  # fmt: skip
+_RESERVED_METADATA = ("om_namespace", "om_app_id", "om_customer_id")
+NAMESPACE = "default"  # the simulated OpenMeter namespace
+APP_ID = "01JSANDB0XSTR1PEAPP0000000"  # the simulated Stripe app (a ULID)
 
 
 def new_ulid() -> str:
@@ -127,7 +139,7 @@ class KongSimulator(Simulator):
     def create_session(self, customer_id: str, body: Any) -> dict[str, Any]:
         customer = self._customer(customer_id)
         options = self._options(body)
-        params = self._stripe_params(options, customer)
+        params = self._stripe_params(options, customer | {"id": customer_id})
         try:
             session = self.stripe.create_session(params, base_url=self._stripe_base_url())
         except SimulatorError as exc:  # Stripe refused: Kong answers 400 with its reason
@@ -168,12 +180,17 @@ class KongSimulator(Simulator):
     # --- the HTTP API -----------------------------------------------------------------------
 
     def error_response(self, error: SimulatorError) -> Response:
-        body = {
+        body: dict[str, Any] = {
             "status": error.status,
             "title": _TITLES.get(error.status, "Error"),
             "detail": error.message,
             "instance": f"kong:trace:{secrets.randbelow(10**18)}",
         }
+        if error.status == 400:  # OpenMeter's BadRequestError requires invalid_parameters
+            field = error.param or "stripe_options"
+            body["invalid_parameters"] = [
+                {"field": field, "reason": error.message, "source": "body"}
+            ]
         return JSONResponse(body, status_code=error.status, media_type="application/problem+json")
 
     def add_routes(self, app: FastAPI) -> None:
@@ -234,6 +251,7 @@ class KongSimulator(Simulator):
             raise SimulatorError(400, "stripe_options.ui_mode: must be hosted or embedded")
         if "expires_at" in options and not isinstance(options["expires_at"], int):
             raise SimulatorError(400, "stripe_options.expires_at: must be an integer (Unix time)")
+        _validate_as_openmeter(options)
         return options
 
     @staticmethod
@@ -246,6 +264,14 @@ class KongSimulator(Simulator):
             "ui_mode": "embedded_page" if embedded else "hosted_page",
         }
         params.update({key: options[key] for key in _PASSED_TO_STRIPE if key in options})
+        # OpenMeter: the merchant's metadata and its own keys go on the SetupIntent
+        metadata = dict(options.get("metadata") or {})
+        metadata |= {
+            "om_namespace": NAMESPACE,
+            "om_app_id": APP_ID,
+            "om_customer_id": customer["id"],
+        }
+        params["setup_intent_data"] = {"metadata": metadata}
         return params
 
     def _stripe_base_url(self) -> str:
@@ -273,6 +299,21 @@ class KongSimulator(Simulator):
             "mode": "setup",
             "cancel_url": session["cancel_url"],
             "success_url": session["success_url"],
-            "return_url": session["return_url"],
+            "return_url": session.get("return_url"),
         }
         return {key: value for key, value in result.items() if value is not None}
+
+
+def _validate_as_openmeter(options: Mapping[str, Any]) -> None:
+    """OpenMeter's ``CreateCheckoutSessionInput.Validate``, in its own words."""
+    ui_mode = options.get("ui_mode")
+    if ui_mode == "embedded" and options.get("cancel_url") is not None:
+        raise SimulatorError(400, "cancel url is not allowed for embedded ui mode")
+    if ui_mode == "hosted" and options.get("success_url") is None:
+        raise SimulatorError(400, "success url is required for hosted ui mode")
+    metadata = options.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise SimulatorError(400, "stripe_options.metadata: must be an object")
+    for key in _RESERVED_METADATA:
+        if key in metadata:
+            raise SimulatorError(400, f"metadata key {key} is reserved")

@@ -4,14 +4,22 @@ Built on the shared `Simulator` (faults, ``/_sim`` control routes, webhook sende
 Speaks ``POST /checkout-sessions`` (honouring ``Idempotency-Key``: the same key and
 body answer the first session again, a different body under a used key is 409),
 ``GET /checkout-sessions/{id}`` and ``GET /checkout-sessions?status=&limit=&offset=``
-behind ``X-API-KEY``; no update, no expire endpoint. Sessions carry the seed-004 field
-set plus ``checkout_url``, and ``amount`` goes out as a float in the smallest unit
-(``10000.0`` for 10 000 F CFA), as lomi sends it.
+(a bare array) behind ``X-API-KEY``; no update, no expire endpoint. Sessions carry every field of
+lomi's ``CheckoutSessionResponseDto`` (``apps/docs/openapi.json``, checked by
+``tests/contract``), and ``amount`` goes out as a float in the smallest unit (``10000.0``
+for 10 000 F CFA), as lomi sends it.
 
-Create refuses what lomi refuses (400): a currency other than XOF, USD, EUR; neither
-``amount`` nor ``line_items``; neither ``customer_email`` nor ``customer_id``; a
-fractional amount. Sessions expire 60 minutes after creation unless ``expires_at``
-says otherwise (read lazily against the clock; lomi sends no webhook for it).
+Create takes the fields of lomi's create schema. Like lomi's API (no whitelisting
+validation pipe on that route), it accepts a field the schema lacks and ignores it:
+``expires_at`` and ``allowed_providers`` change nothing (their names are kept in
+`LomiSimulator.ignored_fields` for tests), and every session expires 60 minutes after
+creation, lomi's own expiry (read lazily against the clock; lomi sends no webhook for
+it). ``line_items`` are lomi's: ``{price_id, quantity, metadata}`` naming a price added
+with `add_price`. Create refuses what lomi refuses (400): a currency other than XOF,
+USD, EUR; neither ``amount`` nor ``line_items``; neither ``customer_email`` nor
+``customer_id``; a fractional amount. Errors have lomi's shape, ``{"error": {code,
+message, details}, "request_id"}`` with the codes of its exception filter
+(``bad_request``, ``unauthorized``, ``not_found``, ``conflict``).
 
 Drives (also ``POST /_sim/sessions/{id}/pay|fail|expire``):
 
@@ -53,40 +61,44 @@ CURRENCIES = frozenset({"XOF", "USD", "EUR"})
 
 
 class _LineItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """lomi's ``LineItemDto``: a catalogue price and a quantity."""
 
-    name: str
-    quantity: int = Field(default=1, ge=1)
-    unit_amount: float = Field(ge=0)
+    model_config = ConfigDict(extra="ignore")
+
+    price_id: str
+    quantity: float = Field(default=1, ge=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class _SessionCreate(BaseModel):
-    """lomi's ``checkout_sessions_create`` (the fields a merchant may send)."""
+    """lomi's create schema (``CreateCheckoutSessionDto``); other fields are ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     currency_code: str
     amount: float | None = Field(default=None, ge=0)
     line_items: list[_LineItem] | None = None
-    customer_email: str | None = None
+    title: str | None = None
+    description: str | None = None
     customer_id: str | None = None
+    customer_email: str | None = None
     customer_name: str | None = None
     customer_phone: str | None = None
-    success_url: str | None = None
-    cancel_url: str | None = None
-    expires_at: datetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    title: str | None = None
-    public_description: str | None = None
-    allowed_providers: list[str] | str | None = None
-    allow_coupon_code: bool = False
-    allow_quantity: bool = False
-    quantity: float | None = None
+    customer_city: str | None = None
+    customer_country: str | None = None
+    customer_address: str | None = None
+    customer_postal_code: str | None = None
     product_id: str | None = None
     price_id: str | None = None
     subscription_id: str | None = None
-    is_pos: bool = False
-    is_spi: bool = False
+    allow_quantity: bool = False
+    quantity: float | None = None
+    success_url: str | None = None
+    cancel_url: str | None = None
+    allow_coupon_code: bool = False
+    require_billing_address: bool = False
+    payment_link_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class LomiSimulator(Simulator):
@@ -107,12 +119,18 @@ class LomiSimulator(Simulator):
         self.legacy_events = False
         self.ambiguous_webhooks = False
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.prices: dict[str, int] = {}  # price id -> unit amount (smallest unit)
+        self.ignored_fields: list[str] = []  # create fields lomi's schema lacks, as sent
         self._idempotency: dict[str, tuple[str, str]] = {}  # key -> (body digest, session id)
         self._counts = dict.fromkeys(
             ("sessions_created", "idempotent_replays", "sessions_paid", "payments_failed"), 0
         )
         self._counts["sessions_expired"] = 0
         super().__init__(**kwargs)
+
+    def add_price(self, price_id: str, unit_amount: int) -> None:
+        """Make ``line_items[].price_id`` resolvable (the simulator has no products API)."""
+        self.prices[price_id] = unit_amount
 
     # --- the provider's API ---------------------------------------------------------------
 
@@ -127,6 +145,8 @@ class LomiSimulator(Simulator):
             idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
         ) -> Response:
             self._sweep()
+            sent = await request.json()
+            self.ignored_fields += sorted(set(sent) - set(_SessionCreate.model_fields))
             session, replayed = self._create(body, str(request.base_url), idempotency_key)
             headers = {"Idempotent-Replayed": "true"} if replayed else {}
             return JSONResponse(session, status_code=201, headers=headers)
@@ -136,15 +156,12 @@ class LomiSimulator(Simulator):
             status: str | None = None,
             limit: Annotated[int, Query(ge=1, le=100)] = 20,
             offset: Annotated[int, Query(ge=0)] = 0,
-        ) -> dict[str, Any]:
+        ) -> list[dict[str, Any]]:
+            # lomi answers the rows themselves, a bare array (its spec and its service)
             self._sweep()
             found = [s for s in self.sessions.values() if status is None or s["status"] == status]
             found.sort(key=lambda session: str(session["created_at"]), reverse=True)
-            page = [dict(session) for session in found[offset : offset + limit]]
-            return {
-                "data": page,
-                "pagination": {"limit": limit, "offset": offset, "total": len(found)},
-            }
+            return [dict(session) for session in found[offset : offset + limit]]
 
         @app.get("/checkout-sessions/{checkout_session_id}", dependencies=auth)
         async def retrieve(checkout_session_id: str) -> dict[str, Any]:
@@ -152,14 +169,22 @@ class LomiSimulator(Simulator):
             return self.describe(checkout_session_id)
 
     def error_response(self, error: SimulatorError) -> Response:
-        code = error.provider_code or _ERROR_CODES.get(error.status, "ERROR")
-        body = {"error": {"code": code, "message": error.message, "status": error.status}}
+        code = error.provider_code or _error_code(error.status)
+        body = {
+            "error": {"code": code, "message": error.message, "details": None},
+            "request_id": str(uuid.uuid4()),
+        }
         return JSONResponse(body, status_code=error.status)
 
     async def _invalid(self, _request: Request, exc: Exception) -> Response:
+        # lomi's filter: a validation pipe's list of messages becomes ``details``
         detail = exc.errors() if isinstance(exc, RequestValidationError) else []
-        fields = ", ".join(".".join(map(str, e["loc"][1:])) for e in detail) or "body"
-        return self.error_response(SimulatorError(400, f"Invalid request: {fields}"))
+        details = [f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in detail]
+        body = {
+            "error": {"code": "bad_request", "message": "Validation failed", "details": details},
+            "request_id": str(uuid.uuid4()),
+        }
+        return JSONResponse(body, status_code=400)
 
     async def _authorize(self, x_api_key: Annotated[str | None, Header()] = None) -> None:
         if x_api_key is None or not secrets.compare_digest(x_api_key, self._api_key):
@@ -172,9 +197,7 @@ class LomiSimulator(Simulator):
         if key is not None and key in self._idempotency:
             first_digest, session_id = self._idempotency[key]
             if first_digest != digest:
-                raise SimulatorError(
-                    409, "Idempotency-Key reused with a different body", code="IDEMPOTENCY_CONFLICT"
-                )
+                raise SimulatorError(409, "Idempotency-Key reused with a different body")
             self._counts["idempotent_replays"] += 1
             return dict(self.sessions[session_id]), True
         session = self._new_session(body, base_url)
@@ -183,25 +206,23 @@ class LomiSimulator(Simulator):
         return dict(session), False
 
     def _new_session(self, body: _SessionCreate, base_url: str) -> dict[str, Any]:
-        currency, amount = _validate(body)
+        currency, amount = _validate(body, self.prices)
         now = self._now()
         session_id = str(uuid.uuid4())
-        expires = body.expires_at.astimezone(UTC) if body.expires_at else now + SESSION_TTL
-        providers = body.allowed_providers
         session: dict[str, Any] = {
             "checkout_session_id": session_id,
             "organization_id": self.organization_id,
             "created_by": self.organization_id,
             "created_at": _iso(now),
             "updated_at": _iso(now),
-            "expires_at": _iso(expires),
+            "expires_at": _iso(now + SESSION_TTL),  # lomi's own; a sent expires_at is ignored
             "status": "open",
             "environment": self.environment,
             "amount": float(amount),  # lomi's wire type: a float in the smallest unit
             "currency_code": currency,
             "quantity": float(body.quantity or 1),
             "title": body.title,
-            "public_description": body.public_description,
+            "description": body.description,
             "customer_email": body.customer_email,
             "customer_id": body.customer_id,
             "customer_name": body.customer_name,
@@ -209,17 +230,17 @@ class LomiSimulator(Simulator):
             "success_url": body.success_url,
             "cancel_url": body.cancel_url,
             "metadata": dict(body.metadata),
-            "allowed_providers": ",".join(providers) if isinstance(providers, list) else providers,
             "allow_coupon_code": body.allow_coupon_code,
+            "require_billing_address": body.require_billing_address,
             "allow_quantity": body.allow_quantity,
             "product_id": body.product_id,
             "price_id": body.price_id,
             "subscription_id": body.subscription_id,
             "installment_plan_id": None,
-            "payment_link_id": None,
+            "payment_link_id": body.payment_link_id,
             "payment_request_id": None,
-            "is_pos": body.is_pos,
-            "is_spi": body.is_spi,
+            "is_pos": False,
+            "is_spi": False,
             "spi_account_number": None,
             "spi_qr_code_id": None,
             "qr_code_data": None,
@@ -338,15 +359,22 @@ class LomiSimulator(Simulator):
         return datetime.fromtimestamp(self.clock(), tz=UTC)
 
 
-_ERROR_CODES = {
-    400: "VALIDATION_ERROR",
-    401: "UNAUTHORIZED",
-    404: "NOT_FOUND",
-    409: "CONFLICT",
+_ERROR_CODES = {  # lomi's JsonExceptionFilter (mapStatusToCode)
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    429: "rate_limit_exceeded",
+    503: "service_unavailable",
 }
 
 
-def _validate(body: _SessionCreate) -> tuple[str, int]:
+def _error_code(status: int) -> str:
+    return _ERROR_CODES.get(status, "internal_error" if status >= 500 else "error")
+
+
+def _validate(body: _SessionCreate, prices: Mapping[str, int]) -> tuple[str, int]:
     currency = body.currency_code.upper()
     if currency not in CURRENCIES:
         raise SimulatorError(400, f"currency_code must be one of XOF, USD, EUR, not {currency}")
@@ -355,7 +383,10 @@ def _validate(body: _SessionCreate) -> tuple[str, int]:
     if body.amount is not None:
         amount = body.amount
     elif body.line_items:
-        amount = sum(item.unit_amount * item.quantity for item in body.line_items)
+        unknown = [item.price_id for item in body.line_items if item.price_id not in prices]
+        if unknown:
+            raise SimulatorError(400, f"Price {unknown[0]} not found")
+        amount = sum(prices[item.price_id] * item.quantity for item in body.line_items)
     else:
         raise SimulatorError(400, "amount or line_items is required")
     if not math.isfinite(amount) or not float(amount).is_integer():

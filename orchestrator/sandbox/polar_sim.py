@@ -2,9 +2,13 @@
 
 Built on the shared `Simulator` (faults, ``/_sim`` control routes, webhook sender).
 Speaks ``POST /v1/checkouts/``, ``GET /v1/checkouts/{id}``, ``PATCH /v1/checkouts/{id}``
-and ``GET /v1/checkouts/`` behind ``Authorization: Bearer <token>``, answering the
-seed-002 field set plus today's fields (``discount_amount``, ``net_amount``, ...).
-Request bodies are validated with unknown fields refused, so a typo in a client shows.
+and ``GET /v1/checkouts/`` behind ``Authorization: Bearer <token>``, answering Polar's
+API version 2026-10 (``Polar-Version`` names it on every answer; a version Polar does not
+serve is a 404, as Polar's versioning middleware answers): every field its ``Checkout``,
+``CheckoutProduct``, ``ProductPriceFixed`` and ``Order`` schemas require, checked by
+``tests/contract`` against Polar's OpenAPI and parsed there by ``polar-sdk``. Request
+bodies are validated with unknown fields refused, so a typo in a client shows; a 422 has
+Polar's ``detail`` list of ``{loc, msg, type}``.
 
 Money as Polar computes it: ``amount`` is the price (an ad-hoc ``prices`` entry or the
 product's own), ``discount_amount`` a configured fixed discount, ``net_amount`` and the
@@ -13,8 +17,14 @@ billing country is known (then ``tax_rate_bps`` of the net), ``total_amount`` is
 tax. Checkouts expire an hour after creation (read lazily against the clock, with a
 ``checkout.expired`` webhook).
 
-Drives (also ``POST /_sim/sessions/{id}/pay|fail|expire``), each sending Standard
-Webhooks signed with the UTF-8 bytes of the whole ``whsec_`` secret, as Polar does:
+Webhooks carry Polar's envelope ``{type, timestamp, data}`` plus ``api_version``, which
+``polar-sdk`` requires (Polar's published schema does not list it). As on a Polar webhook
+endpoint, only the subscribed events are sent (``subscribed``; by default the three the
+orchestrator needs, ``checkout.updated``, ``checkout.expired`` and ``order.paid``; add
+``checkout.created`` to get one after every create). Drives (also
+``POST /_sim/sessions/{id}/pay|fail|expire``), each sending Standard Webhooks signed
+with the UTF-8 bytes of the whole ``whsec_`` secret, as Polar does (the payer's details
+come from ``DriveRequest.customer``):
 
 - pay: ``checkout.updated`` (confirmed), then ``checkout.updated`` (succeeded) and
   ``order.paid``; with ``delayed`` it stops at confirmed (a later pay finishes it).
@@ -29,7 +39,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -39,12 +49,23 @@ from starlette.responses import JSONResponse, Response
 
 from orchestrator.providers.polar.client import PolarConfig
 from orchestrator.providers.polar.transformers import sign_webhook
-from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
+from orchestrator.sandbox.simulator import (
+    DriveCustomer,
+    DriveRequest,
+    DriveResult,
+    Simulator,
+    SimulatorError,
+)
 
 __all__ = ["DEFAULT_PRODUCTS", "PolarCatalog", "PolarProduct", "PolarSimulator"]
 
 CHECKOUT_TTL = timedelta(hours=1)
 MIN_AMOUNT = 50
+API_VERSION = "2026-10"
+_SERVED_VERSIONS = frozenset({"2026-04", API_VERSION})
+# the payer's country when the drive names none: one that fits the currency
+_COUNTRY_BY_CURRENCY = {"eur": "FR", "gbp": "GB", "usd": "US", "cad": "CA", "jpy": "JP"}
+DEFAULT_SUBSCRIBED = frozenset({"checkout.updated", "checkout.expired", "order.paid"})
 _Meta = dict[str, str | int | float | bool]
 
 
@@ -149,8 +170,10 @@ class PolarSimulator(Simulator):
         access_token: str,
         webhook_secret: str,
         catalog: PolarCatalog | None = None,
+        subscribed: frozenset[str] = DEFAULT_SUBSCRIBED,
         **kwargs: Any,
     ) -> None:
+        self.subscribed = subscribed
         self._token = access_token
         self._secret = SecretStr(webhook_secret)
         self.catalog = catalog or PolarCatalog()
@@ -169,10 +192,24 @@ class PolarSimulator(Simulator):
     def add_routes(self, app: FastAPI) -> None:
         auth = [Depends(self._authorize)]
 
+        @app.middleware("http")
+        async def versioned(request: Request, call_next: Any) -> Response:
+            if request.url.path.startswith("/_sim"):
+                response: Response = await call_next(request)
+                return response
+            version = request.headers.get("polar-version", API_VERSION)
+            if version not in _SERVED_VERSIONS:  # Polar's APIVersionMiddleware
+                return JSONResponse({"detail": "Not Found"}, status_code=404)
+            response = await call_next(request)
+            response.headers["Polar-Version"] = version
+            return response
+
         @app.post("/v1/checkouts/", status_code=201, dependencies=auth)
         async def create(body: _CheckoutCreate, request: Request) -> dict[str, Any]:
             await self._sweep()
-            return self._create(body, str(request.base_url))
+            checkout = self._create(body, str(request.base_url))
+            self._enqueue("checkout.created", checkout)
+            return checkout
 
         @app.get("/v1/checkouts/", dependencies=auth)
         async def list_checkouts(
@@ -197,7 +234,11 @@ class PolarSimulator(Simulator):
 
     def error_response(self, error: SimulatorError) -> Response:
         kind = error.kind or _ERROR_NAMES.get(error.status, "HTTPException")
-        return JSONResponse({"error": kind, "detail": error.message}, status_code=error.status)
+        detail: Any = error.message
+        if error.status == 422:  # Polar: a list of {loc, msg, type}, as FastAPI renders it
+            loc = ["body", error.param] if error.param else ["body"]
+            detail = [{"loc": loc, "msg": error.message, "type": "value_error"}]
+        return JSONResponse({"error": kind, "detail": detail}, status_code=error.status)
 
     async def _authorize(self, authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {self._token}"
@@ -225,6 +266,7 @@ class PolarSimulator(Simulator):
             "amount": amount,
             "currency": currency,
             "discount_id": body.discount_id,
+            "discount": self._discount_object(body.discount_id, currency),
             "discount_amount": discount,
             "allow_discount_codes": body.allow_discount_codes,
             "is_discount_applicable": amount > 0,
@@ -249,9 +291,23 @@ class PolarSimulator(Simulator):
             "attached_custom_fields": [],
             "custom_field_data": {},
             "trial_end": None,
+            "allow_trial": None,
+            "trial_interval": None,
+            "trial_interval_count": None,
+            "active_trial_interval": None,
+            "active_trial_interval_count": None,
+            "tax_behavior": None,  # known once Polar computed the tax
+            "payment_method_type": None,  # chosen by the payer in the form
+            "billing_address_fields": _billing_address_fields(
+                require_full=body.require_billing_address
+            ),
             "seats": None,
+            "units": None,  # seat-based prices only; polar-sdk requires the keys
+            "min_units": None,
+            "max_units": None,
         }
-        checkout.update(self._product_fields(product, amount, currency, now))
+        ad_hoc = bool((body.prices or {}).get(product.id))
+        checkout.update(self._product_fields(product, amount, currency, now, ad_hoc=ad_hoc))
         _recompute(checkout, self.catalog.tax_rate_bps)
         self.checkouts[checkout_id] = checkout
         self._counts["sessions_created"] += 1
@@ -293,30 +349,52 @@ class PolarSimulator(Simulator):
             )
         return min(self.catalog.discounts[discount_id], amount)
 
+    def _discount_object(self, discount_id: str | None, currency: str) -> dict[str, Any] | None:
+        if discount_id is None:
+            return None
+        amount = self.catalog.discounts[discount_id]
+        return {  # Polar's CheckoutDiscountFixedOnceForeverDuration
+            "id": discount_id,
+            "name": discount_id,
+            "code": None,
+            "type": "fixed",
+            "duration": "once",
+            "amount": amount,
+            "currency": currency,
+            "amounts": {currency: amount},
+        }
+
     def _product_fields(
-        self, product: PolarProduct, amount: int, currency: str, now: datetime
+        self, product: PolarProduct, amount: int, currency: str, now: datetime, *, ad_hoc: bool
     ) -> dict[str, Any]:
         price_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{product.id}/{amount}/{currency}"))
-        price = {
+        price = {  # Polar's ProductPriceFixed: recurrence lives on the product now
             "id": price_id,
             "created_at": _iso(now),
             "modified_at": None,
+            "source": "ad_hoc" if ad_hoc else "catalog",
             "amount_type": "fixed",
             "is_archived": False,
             "product_id": product.id,
-            "type": "recurring" if product.recurring_interval else "one_time",
-            "recurring_interval": product.recurring_interval,
             "price_amount": amount,
             "price_currency": currency,
+            "tax_behavior": None,  # the organisation's default
         }
+        recurring = product.recurring_interval is not None
         checkout_product = {
             "id": product.id,
             "created_at": _iso(now),
             "modified_at": None,
             "name": product.name,
             "description": None,
-            "is_recurring": product.recurring_interval is not None,
+            "visibility": "public",
+            "is_recurring": recurring,
             "recurring_interval": product.recurring_interval,
+            "recurring_interval_count": 1 if recurring else None,
+            "meter_interval": None,
+            "meter_interval_count": None,
+            "trial_interval": None,
+            "trial_interval_count": None,
             "is_archived": False,
             "organization_id": self.organization_id,
             "prices": [price],
@@ -377,7 +455,7 @@ class PolarSimulator(Simulator):
             raise SimulatorError(409, f"Checkout is {checkout['status']}", kind="NotOpenCheckout")
         sent = []
         if checkout["status"] == "open":
-            self._confirm(checkout)
+            self._confirm(checkout, drive.customer)
             sent.append(await self._send("checkout.updated", checkout, drive))
         if not drive.delayed:
             order = self._succeed(checkout)
@@ -420,9 +498,16 @@ class PolarSimulator(Simulator):
     def stats(self) -> dict[str, int]:
         return dict(self._counts)
 
-    def _confirm(self, checkout: dict[str, Any]) -> None:
-        if checkout["customer_billing_address"] is None:
-            checkout["customer_billing_address"] = {"country": "US"}
+    def _confirm(self, checkout: dict[str, Any], payer: DriveCustomer | None) -> None:
+        payer = payer or DriveCustomer()
+        if payer.address is not None:
+            checkout["customer_billing_address"] = _polar_address(payer.address.model_dump())
+        elif checkout["customer_billing_address"] is None:
+            country = _COUNTRY_BY_CURRENCY.get(checkout["currency"], "US")
+            checkout["customer_billing_address"] = _polar_address({"country": country})
+        checkout["customer_billing_name"] = payer.name or checkout["customer_name"]
+        checkout["customer_email"] = payer.email or checkout["customer_email"]
+        checkout["payment_method_type"] = "card"
         if checkout["customer_id"] is None:
             checkout["customer_id"] = str(uuid.uuid4())
         _recompute(checkout, self.catalog.tax_rate_bps)
@@ -456,16 +541,34 @@ class PolarSimulator(Simulator):
     async def _send(
         self, event_type: str, data: Mapping[str, Any], drive: DriveRequest
     ) -> dict[str, Any]:
+        msg_id, body, sign = self._webhook(event_type, data)
+        if event_type not in self.subscribed:  # the endpoint did not ask for it
+            return {"event_id": msg_id, "event_type": event_type, "state": "not_subscribed"}
+        delivery = await self.emit(msg_id, event_type, body, sign, background=drive.background)
+        return delivery.to_json()
+
+    def _enqueue(self, event_type: str, data: Mapping[str, Any]) -> None:
+        """Send after the answer, as Polar's worker does; `webhooks.wait_idle` awaits it."""
+        msg_id, body, sign = self._webhook(event_type, data)
+        if event_type in self.subscribed:
+            self.webhooks.enqueue(msg_id, event_type, body, sign)
+
+    def _webhook(
+        self, event_type: str, data: Mapping[str, Any]
+    ) -> tuple[str, bytes, Callable[[bytes], Mapping[str, str]]]:
         msg_id = f"msg_{uuid.uuid4().hex}"
-        payload = {"type": event_type, "timestamp": _iso(self._now()), "data": dict(data)}
-        body = json.dumps(payload).encode()
+        payload = {
+            "type": event_type,
+            "timestamp": _iso(self._now()),
+            "api_version": API_VERSION,
+            "data": dict(data),
+        }
 
         def sign(raw: bytes) -> Mapping[str, str]:
             # Signed afresh per attempt, with the same webhook-id (Standard Webhooks).
             return sign_webhook(self._secret, msg_id, int(self.clock()), raw)
 
-        delivery = await self.emit(msg_id, event_type, body, sign, background=drive.background)
-        return delivery.to_json()
+        return msg_id, json.dumps(payload).encode(), sign
 
     def _checkout(self, checkout_id: str) -> dict[str, Any]:
         checkout = self.checkouts.get(checkout_id)
@@ -491,6 +594,7 @@ def _recompute(checkout: dict[str, Any], tax_rate_bps: int) -> None:
     net = checkout["amount"] - checkout["discount_amount"]
     address = checkout["customer_billing_address"]
     tax = None if not address else net * tax_rate_bps // 10_000
+    checkout["tax_behavior"] = None if tax is None else "exclusive"
     checkout["net_amount"] = net
     checkout["subtotal_amount"] = net  # deprecated name: after discount, before tax
     checkout["tax_amount"] = tax
@@ -502,9 +606,17 @@ def _recompute(checkout: dict[str, Any], tax_rate_bps: int) -> None:
 
 
 def _order_for(checkout: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Polar's ``Order`` as ``order.paid`` carries it (customer, product and items inline)."""
+    stamp = _iso(now)
+    tax = checkout["tax_amount"] or 0
+    product = {
+        key: value
+        for key, value in checkout["product"].items()
+        if key not in {"prices", "benefits", "medias"}
+    }
     return {
         "id": str(uuid.uuid4()),
-        "created_at": _iso(now),
+        "created_at": stamp,
         "modified_at": None,
         "status": "paid",
         "paid": True,
@@ -514,18 +626,84 @@ def _order_for(checkout: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "discount_id": checkout["discount_id"],
         "subscription_id": checkout["subscription_id"],
         "billing_reason": "subscription_create" if checkout["subscription_id"] else "purchase",
+        "billing_name": checkout["customer_billing_name"],
+        "billing_address": checkout["customer_billing_address"],
+        "invoice_number": None,
+        "is_invoice_generated": False,
+        "receipt_number": None,
         "currency": checkout["currency"],
         "subtotal_amount": checkout["amount"],  # on an order: before discount
         "discount_amount": checkout["discount_amount"],
         "net_amount": checkout["net_amount"],
-        "tax_amount": checkout["tax_amount"] or 0,
+        "tax_amount": tax,
         "total_amount": checkout["total_amount"],
+        "applied_balance_amount": 0,
+        "due_amount": 0,
         "refunded_amount": 0,
         "refunded_tax_amount": 0,
+        "refundable_amount": checkout["net_amount"],
+        "refundable_tax_amount": tax,
+        "platform_fee_amount": 0,
+        "platform_fee_currency": None,
+        "description": checkout["product"]["name"],
+        "units": None,  # seat-based orders only; polar-sdk requires the key
         "metadata": dict(checkout["metadata"]),
         "custom_field_data": {},
         "organization_id": checkout["organization_id"],
+        "customer": _order_customer(checkout, stamp),
+        "product": {**product, "metadata": {}},
+        "discount": None,
+        "subscription": None,
+        "items": [
+            {
+                "id": str(uuid.uuid4()),
+                "created_at": stamp,
+                "modified_at": None,
+                "label": checkout["product"]["name"],
+                "amount": checkout["net_amount"],
+                "tax_amount": tax,
+                "proration": False,
+                "product_price_id": checkout["product_price_id"],
+                # polar-sdk requires these two; Polar's 2026-10 schema does not list them
+                "start_timestamp": None,
+                "end_timestamp": None,
+            }
+        ],
     }
+
+
+def _order_customer(checkout: Mapping[str, Any], stamp: str) -> dict[str, Any]:
+    return {
+        "id": checkout["customer_id"],
+        "created_at": stamp,
+        "modified_at": None,
+        "metadata": dict(checkout["customer_metadata"]),
+        "external_id": checkout["external_customer_id"],
+        "email": checkout["customer_email"],
+        "email_verified": False,
+        "type": "individual",
+        "name": checkout["customer_name"],
+        "billing_name": checkout["customer_billing_name"],
+        "billing_address": checkout["customer_billing_address"],
+        "tax_id": None,
+        "organization_id": checkout["organization_id"],
+        "deleted_at": None,
+        "first_user_event_at": None,
+        "avatar_url": None,
+    }
+
+
+def _billing_address_fields(*, require_full: bool) -> dict[str, str]:
+    """Polar asks for the country only, unless the full address is required."""
+    rest = "required" if require_full else "disabled"
+    return {"country": "required"} | dict.fromkeys(
+        ("state", "city", "postal_code", "line1", "line2"), rest
+    )
+
+
+def _polar_address(fields: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("line1", "line2", "postal_code", "city", "state")
+    return {key: fields.get(key) for key in keys} | {"country": fields["country"]}
 
 
 def _dump(address: _Address | None) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ every simulator the same control surface, outside the provider's API, under ``/_
     POST   /_sim/sessions/{id}/pay       drive to paid; sends the provider's signed webhook(s)
     POST   /_sim/sessions/{id}/fail      drive to failed (provider-specific meaning)
     POST   /_sim/sessions/{id}/expire    drive to expired, as if its expiry had passed
-           body (optional JSON): {"delayed": bool, "background": bool}
+           body (optional JSON): {"delayed": bool, "background": bool,
+                                  "customer": {"name", "email", "phone", "address": {...}}}
     GET    /_sim/sessions/{id}           the provider's own object, for tests
     GET    /_sim/stats                   counters, e.g. {"sessions_created": 1, ...}
     GET    /_sim/faults                  the current `FaultPlan`
@@ -38,7 +39,7 @@ from types import TracebackType
 from typing import Annotated, Any, ClassVar, Self
 
 from fastapi import APIRouter, Body, FastAPI, Request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from orchestrator.errors import CheckoutError
@@ -46,7 +47,15 @@ from orchestrator.http.server import HttpServer
 from orchestrator.sandbox.faults import CONTROL_PREFIX, FaultMiddleware, FaultPlan, Faults
 from orchestrator.sandbox.webhooks import Delivery, RetryPolicy, Signer, WebhookSender
 
-__all__ = ["Clock", "DriveRequest", "DriveResult", "Simulator", "SimulatorError"]
+__all__ = [
+    "Clock",
+    "DriveAddress",
+    "DriveCustomer",
+    "DriveRequest",
+    "DriveResult",
+    "Simulator",
+    "SimulatorError",
+]
 
 Clock = Callable[[], float]
 """Unix time in seconds; simulators take one so tests can move time."""
@@ -74,6 +83,30 @@ class SimulatorError(CheckoutError):
         self.kind = kind
 
 
+class DriveAddress(BaseModel):
+    """A postal address as a payer types it on the hosted page (Stripe's field names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    country: str = Field(min_length=2, max_length=2)
+    city: str | None = None
+    line1: str | None = None
+    line2: str | None = None
+    postal_code: str | None = None
+    state: str | None = None
+
+
+class DriveCustomer(BaseModel):
+    """Who pays, as the payer would enter it; simulators fall back to their own defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    address: DriveAddress | None = None
+
+
 class DriveRequest(BaseModel):
     """Options of a ``/_sim/sessions/{id}/<drive>`` call."""
 
@@ -81,6 +114,7 @@ class DriveRequest(BaseModel):
 
     delayed: bool = False  # a delayed payment method (e.g. Stripe: completed unpaid first)
     background: bool = False  # answer before the webhooks are delivered
+    customer: DriveCustomer | None = None  # the payer's details, where the provider collects them
 
 
 class DriveResult(BaseModel):

@@ -6,19 +6,31 @@ Speaks, form-encoded in and JSON out, with Bearer auth and Stripe's error shape
     POST /v1/checkout/sessions                     create (``line_items[0][price_data][...]``)
     GET  /v1/checkout/sessions                     list, newest first (limit, starting_after,
                                                    ending_before, status, customer, payment_intent)
-    GET  /v1/checkout/sessions/{id}                retrieve (``expand[]=line_items``)
-    POST /v1/checkout/sessions/{id}/expire         only while open, else a 400
+    GET  /v1/checkout/sessions/{id}                retrieve
+    POST /v1/checkout/sessions/{id}                update (``metadata``; empty value deletes a key)
+    POST /v1/checkout/sessions/{id}/expire         only while open, else a 400 without a code
     GET  /v1/checkout/sessions/{id}/line_items     the session's items
     GET  /c/pay/{id}                               a bare hosted page (pay / fail buttons)
 
-Behaviour modelled on the real API (PROVIDERS.md): ``Idempotency-Key`` replays the first
-answer (``Idempotent-Replayed: true``) and never creates twice; the same key with other
-parameters is an ``idempotency_error``; unknown parameters are rejected; ``url`` is set
+Behaviour modelled on the real API (PROVIDERS.md, and the shapes of Stripe's published
+fixtures, checked by ``tests/contract``): ``Idempotency-Key`` replays the first successful
+answer (``Idempotent-Replayed: true``) and never creates twice; a request refused with a
+4xx saves nothing, so the key can be used again once the request is fixed (Stripe saves a
+result only once the endpoint started executing); the same key with other parameters is an
+``idempotency_error``; unknown parameters are rejected; ``expand[]`` expands ``line_items``
+and ``setup_intent`` (``data.`` on a list) on every call that returns a session, and refuses, in
+Stripe's words, a path this simulator cannot expand; errors carry only codes Stripe
+documents (no code where Stripe sends a message only); ``url`` is set
 only while open (hosted), ``client_secret`` only for ``embedded_page``; ``expires_at``
 must be 30 min to 24 h away; Stripe's amount rules (ISK in hundreds, three-decimal
 currencies ending in 0, a minimum charge for a few currencies) answer 400. The session
-object has today's shape (``collected_information.shipping_details``, ``hosted_page``).
-It knows no Products: ``line_items[][price]`` must name a price added with `add_price`.
+object has today's shape (``collected_information.shipping_details``, ``hosted_page``);
+``return_url`` and ``redirect_on_completion`` exist only on embedded sessions, as Stripe
+omits them elsewhere. Prices and line items carry every field Stripe's fixtures require
+(``billing_scheme``, ``created``, ``livemode``, ``tax_behavior``, ...). It knows no
+Products: ``line_items[][price]`` must name a price added with `add_price`. The payer's
+details come from the drive (``DriveRequest.customer``); without them, the session's email
+and a country that fits its currency, never one fixed address.
 
 Driving (``/_sim/sessions/{id}/...`` or the methods of the same names), each sending the
 signed ``Stripe-Signature: t=...,v1=...`` webhook(s) Stripe would send:
@@ -54,7 +66,13 @@ from pydantic import SecretStr
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from orchestrator.providers.stripe.client import StripeConfig
-from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator, SimulatorError
+from orchestrator.sandbox.simulator import (
+    DriveCustomer,
+    DriveRequest,
+    DriveResult,
+    Simulator,
+    SimulatorError,
+)
 
 __all__ = ["StripeSimulator", "parse_form"]
 
@@ -82,6 +100,11 @@ _KNOWN_PARAMS = frozenset(
         "submit_type", "subscription_data", "success_url", "tax_id_collection", "ui_mode",
     }
 )  # fmt: skip
+# what this simulator can expand (Stripe can expand more: those answer Stripe's refusal)
+_EXPANDABLE = frozenset({"line_items", "setup_intent"})
+_UPDATABLE = frozenset({"metadata", "expand"})
+# the payer's country when the drive names none: one that fits the currency
+_COUNTRY_BY_CURRENCY = {"eur": "FR", "gbp": "GB", "usd": "US", "xof": "SN", "jpy": "JP"}
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _ALNUM = string.ascii_letters + string.digits
 
@@ -154,6 +177,8 @@ class StripeSimulator(Simulator):
         self.sessions: dict[str, dict[str, Any]] = {}  # creation order
         self.line_items: dict[str, list[dict[str, Any]]] = {}
         self.prices: dict[str, dict[str, Any]] = {}
+        # a setup session's SetupIntent, with its ``setup_intent_data.metadata``
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self._pending_async: set[str] = set()
         self._idempotency: dict[str, _Stored] = {}
         self.counters = {"sessions_created": 0, "idempotent_replays": 0, "api_expires": 0}
@@ -171,18 +196,15 @@ class StripeSimulator(Simulator):
         interval: str | None = None,
     ) -> None:
         """Make ``line_items[][price]=price_id`` resolvable (the simulator has no Products API)."""
-        self.prices[price_id] = {
-            "id": price_id,
-            "object": "price",
-            "active": True,
-            "currency": currency.lower(),
-            "product": _random_id("prod_", 14),
-            "nickname": name,
-            "recurring": {"interval": interval, "interval_count": 1} if interval else None,
-            "type": "recurring" if interval else "one_time",
-            "unit_amount": unit_amount,
-            "unit_amount_decimal": str(unit_amount),
-        }
+        self.prices[price_id] = self._price_object(
+            price_id,
+            active=True,
+            currency=currency.lower(),
+            product=_random_id("prod_", 14),
+            nickname=name,
+            interval=interval,
+            unit_amount=unit_amount,
+        )
 
     def adapter_config(self, **overrides: Any) -> StripeConfig:
         """A `StripeConfig` pointing the real adapter at this (started) simulator."""
@@ -224,8 +246,22 @@ class StripeSimulator(Simulator):
         )
         self.sessions[session_id] = session
         self.line_items[session_id] = items
+        if session["setup_intent"] is not None:
+            self.setup_intents[session["setup_intent"]] = self._setup_intent(session, params)
         self.counters["sessions_created"] += 1
         return copy.deepcopy(session)
+
+    @staticmethod
+    def _setup_intent(session: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        data = params.get("setup_intent_data") or {}
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        return {
+            "id": session["setup_intent"],
+            "object": "setup_intent",
+            "customer": session["customer"],
+            "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+            "status": "requires_payment_method",
+        }
 
     # --- drives -----------------------------------------------------------------------------
 
@@ -238,7 +274,7 @@ class StripeSimulator(Simulator):
             return await self._announce(session, ["async_payment_succeeded"], drive)
         self._require_open(session, "pay")
         delayed = drive.delayed and session["mode"] != "setup"
-        self._complete(session, paid=not delayed)
+        self._complete(session, paid=not delayed, customer=drive.customer)
         if delayed:
             self._pending_async.add(session_id)
         return await self._announce(session, ["completed"], drive)
@@ -250,7 +286,7 @@ class StripeSimulator(Simulator):
             self._pending_async.discard(session_id)
             return await self._announce(session, ["async_payment_failed"], drive)
         self._require_open(session, "fail")
-        self._complete(session, paid=False)
+        self._complete(session, paid=False, customer=drive.customer)
         return await self._announce(session, ["completed", "async_payment_failed"], drive)
 
     async def expire(self, session_id: str, drive: DriveRequest | None = None) -> DriveResult:
@@ -281,17 +317,31 @@ class StripeSimulator(Simulator):
             params = parse_form(parse_qsl((await request.body()).decode(), keep_blank_values=True))
             base_url = str(request.base_url).rstrip("/")
             return self._idempotent(
-                request, params, lambda: self.create_session(params, base_url=base_url)
+                request,
+                params,
+                lambda: self._view(
+                    self.create_session(params, base_url=base_url), expand=_expand(params)
+                ),
             )
 
         @api.get("/checkout/sessions")
         async def list_sessions(request: Request) -> Response:
-            return self._json(self._list(parse_form(request.query_params.multi_items())))
+            query = parse_form(request.query_params.multi_items())
+            return self._json(self._list(query, expand=_expand(query, prefix="data.")))
 
         @api.get("/checkout/sessions/{session_id}")
         async def retrieve(session_id: str, request: Request) -> Response:
-            expand = parse_form(request.query_params.multi_items()).get("expand") or []
+            expand = _expand(parse_form(request.query_params.multi_items()))
             return self._json(self._view(self._session(session_id), expand=expand))
+
+        @api.post("/checkout/sessions/{session_id}")
+        async def update(session_id: str, request: Request) -> Response:
+            params = parse_form(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+            return self._idempotent(
+                request,
+                {"update": session_id, **params},
+                lambda: self._view(self._update(session_id, params), expand=_expand(params)),
+            )
 
         @api.post("/checkout/sessions/{session_id}/expire")
         async def expire(session_id: str, request: Request) -> Response:
@@ -361,7 +411,8 @@ class StripeSimulator(Simulator):
         except SimulatorError as exc:
             body, status = self._error_body(exc), exc.status
         response = self._json(body, status=status)
-        if key is not None and status < 500:  # Stripe does not store 5xx answers
+        # A refused request saves nothing (the endpoint never started executing), nor a 5xx.
+        if key is not None and status < 400:
             request_id = response.headers["Request-Id"]
             self._idempotency[key] = _Stored(fingerprint, status, body, request_id)
         return response
@@ -399,7 +450,6 @@ class StripeSimulator(Simulator):
                 400,
                 f'Only Checkout Sessions with a status in ["open"] can be expired. '
                 f'This Checkout Session has a status of "{session["status"]}".',
-                code="checkout_session_not_open",  # hypothetical code: Stripe sends a message only
             )
         self._expire(session)
         self.counters["api_expires"] += 1
@@ -408,13 +458,30 @@ class StripeSimulator(Simulator):
         self.webhooks.enqueue(event_id, "checkout.session.expired", body, self._signer)
         return copy.deepcopy(session)
 
-    def _list(self, query: Mapping[str, Any]) -> dict[str, Any]:
+    def _update(self, session_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        session = self._session(session_id)
+        unknown = sorted(set(params) - _UPDATABLE)
+        if unknown:
+            raise SimulatorError(
+                400, f"The simulator does not model updating {unknown[0]}.", param=unknown[0]
+            )
+        metadata = params.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise SimulatorError(400, "Invalid object", param="metadata")
+        for key, value in metadata.items():
+            if value == "":  # Stripe: an empty value unsets the key
+                session["metadata"].pop(key, None)
+            else:
+                session["metadata"][str(key)] = str(value)
+        return copy.deepcopy(session)
+
+    def _list(self, query: Mapping[str, Any], *, expand: Iterable[str]) -> dict[str, Any]:
         sessions = list(reversed(self.sessions.values()))
         for field in ("status", "customer", "payment_intent"):
             if field in query:
                 sessions = [s for s in sessions if s.get(field) == query[field]]
         return self._page(
-            [self._view(s, expand=[]) for s in sessions], query, "/v1/checkout/sessions"
+            [self._view(s, expand=expand) for s in sessions], query, "/v1/checkout/sessions"
         )
 
     @staticmethod
@@ -443,6 +510,9 @@ class StripeSimulator(Simulator):
 
     def _view(self, session: Mapping[str, Any], *, expand: Iterable[str]) -> dict[str, Any]:
         view = copy.deepcopy(dict(session))
+        expand = list(expand)
+        if "setup_intent" in expand and session["setup_intent"] is not None:
+            view["setup_intent"] = copy.deepcopy(self.setup_intents[session["setup_intent"]])
         if "line_items" in expand:
             items = self.line_items[session["id"]]
             url = f"/v1/checkout/sessions/{session['id']}/line_items"
@@ -543,8 +613,10 @@ class StripeSimulator(Simulator):
             "amount_subtotal": amount,
             "amount_tax": 0,
             "amount_total": amount,
+            "adjustable_quantity": None,
             "currency": price["currency"],
             "description": name or "item",
+            "metadata": {},
             "price": price,
             "quantity": quantity,
         }
@@ -591,21 +663,58 @@ class StripeSimulator(Simulator):
                 param=f"{where}[price_data][product_data][name]",
             )
         recurring = data.get("recurring")
-        price = {
-            "id": _random_id("price_", 24),
-            "object": "price",
-            "active": False,
-            "currency": currency,
-            "product": data.get("product") or _random_id("prod_", 14),
-            "nickname": None,
-            "recurring": {"interval": recurring.get("interval"), "interval_count": 1}
-            if recurring
-            else None,
-            "type": "recurring" if recurring else "one_time",
-            "unit_amount": unit,
-            "unit_amount_decimal": str(unit),
-        }
+        price = self._price_object(
+            _random_id("price_", 24),
+            active=False,
+            currency=currency,
+            product=data.get("product") or _random_id("prod_", 14),
+            nickname=None,
+            interval=recurring.get("interval") if isinstance(recurring, dict) else None,
+            unit_amount=unit,
+            tax_behavior=data.get("tax_behavior", "unspecified"),
+        )
         return price, name
+
+    def _price_object(
+        self,
+        price_id: str,
+        *,
+        active: bool,
+        currency: str,
+        product: str,
+        nickname: str | None,
+        interval: str | None,
+        unit_amount: int,
+        tax_behavior: str = "unspecified",
+    ) -> dict[str, Any]:
+        recurring = {
+            "interval": interval,
+            "interval_count": 1,
+            "meter": None,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        }
+        return {
+            "id": price_id,
+            "object": "price",
+            "active": active,
+            "billing_scheme": "per_unit",
+            "created": int(self.clock()),
+            "currency": currency,
+            "custom_unit_amount": None,
+            "livemode": False,
+            "lookup_key": None,
+            "metadata": {},
+            "nickname": nickname,
+            "product": product,
+            "recurring": recurring if interval else None,
+            "tax_behavior": tax_behavior,
+            "tiers_mode": None,
+            "transform_quantity": None,
+            "type": "recurring" if interval else "one_time",
+            "unit_amount": unit_amount,
+            "unit_amount_decimal": str(unit_amount),
+        }
 
     @staticmethod
     def _check_amount(currency: str, amount: int, param: str) -> None:
@@ -730,6 +839,7 @@ class StripeSimulator(Simulator):
                 "terms_of_service_acceptance": None,
             },
             "customer": params.get("customer"),
+            "customer_account": None,
             "customer_creation": params.get("customer_creation", "if_required")
             if mode == "payment"
             else None,
@@ -738,16 +848,27 @@ class StripeSimulator(Simulator):
             "discounts": [],
             "expires_at": self._expires_at(params, now),
             "invoice": None,
+            "integration_identifier": None,
             "invoice_creation": {
                 "enabled": _bool(invoice_creation.get("enabled")),
-                "invoice_data": {"metadata": {}},
+                "invoice_data": {
+                    "account_tax_ids": None,
+                    "custom_fields": None,
+                    "description": None,
+                    "footer": None,
+                    "issuer": None,
+                    "metadata": {},
+                    "rendering_options": None,
+                },
             }
             if mode == "payment"
             else None,
             "livemode": False,
             "locale": params.get("locale"),
+            "managed_payments": {"enabled": False},
             "metadata": {str(k): str(v) for k, v in metadata.items()},
             "mode": mode,
+            "origin_context": None,
             "payment_intent": None,
             "payment_link": None,
             "payment_method_collection": "if_required" if mode != "setup" else "always",
@@ -755,12 +876,9 @@ class StripeSimulator(Simulator):
             "payment_method_options": {},
             "payment_method_types": params.get("payment_method_types") or ["card"],
             "payment_status": "no_payment_required" if mode == "setup" else "unpaid",
+            "permissions": None,
             "phone_number_collection": {"enabled": False},
             "recovered_from": None,
-            "redirect_on_completion": params.get("redirect_on_completion", "always")
-            if embedded
-            else None,
-            "return_url": params.get("return_url"),
             "saved_payment_method_options": None,
             "setup_intent": _random_id("seti_", 24) if mode == "setup" else None,
             "shipping_address_collection": params.get("shipping_address_collection"),
@@ -775,6 +893,16 @@ class StripeSimulator(Simulator):
             else None,
             "ui_mode": ui_mode,
             "url": None if embedded else f"{base_url}/c/pay/{session_id}",
+            "wallet_options": None,
+            # Stripe omits these two outside embedded sessions (absent, not null)
+            **(
+                {
+                    "redirect_on_completion": params.get("redirect_on_completion", "always"),
+                    "return_url": params.get("return_url"),
+                }
+                if embedded
+                else {}
+            ),
         }
 
     @staticmethod
@@ -801,7 +929,9 @@ class StripeSimulator(Simulator):
                 param="return_url",
             )
 
-    def _complete(self, session: dict[str, Any], *, paid: bool) -> None:
+    def _complete(
+        self, session: dict[str, Any], *, paid: bool, customer: DriveCustomer | None
+    ) -> None:
         mode = session["mode"]
         session["status"] = "complete"
         session["url"] = None
@@ -817,26 +947,21 @@ class StripeSimulator(Simulator):
         needs_customer = mode != "payment" or session.get("customer_creation") == "always"
         if session["customer"] is None and needs_customer:
             session["customer"] = _random_id("cus_", 14)
-        address = {
-            "city": "San Francisco",
-            "country": "US",
-            "line1": "510 Townsend St",
-            "line2": None,
-            "postal_code": "94103",
-            "state": "CA",
-        }
+        payer = customer or DriveCustomer()
+        address = _address(payer, str(session.get("currency") or ""))
+        name = payer.name or "Sandbox Customer"
         session["customer_details"] = {
             "address": address,
             "business_name": None,
-            "email": session.get("customer_email") or "customer@example.com",
+            "email": payer.email or session.get("customer_email") or "customer@example.com",
             "individual_name": None,
-            "name": "Sandbox Customer",
-            "phone": None,
+            "name": name,
+            "phone": payer.phone,
             "tax_exempt": "none",
             "tax_ids": [],
         }
         shipping = (
-            {"address": dict(address), "name": "Sandbox Customer"}
+            {"address": dict(address), "name": name}
             if session.get("shipping_address_collection")
             else None
         )
@@ -886,3 +1011,30 @@ class StripeSimulator(Simulator):
             )
             deliveries.append(delivery.to_json())
         return DriveResult(session=self.describe(str(session["id"])), webhooks=deliveries)
+
+
+def _expand(params: Mapping[str, Any], *, prefix: str = "") -> list[str]:
+    """The ``expand[]`` paths of a request, ``prefix`` removed; Stripe's refusal otherwise."""
+    paths = params.get("expand") or []
+    if not isinstance(paths, list):
+        raise SimulatorError(400, "Invalid array", param="expand")
+    expand = []
+    for path in map(str, paths):
+        field = path.removeprefix(prefix)
+        if field not in _EXPANDABLE:
+            raise SimulatorError(400, f"This property cannot be expanded ({path}).", param="expand")
+        expand.append(field)
+    return expand
+
+
+def _address(payer: DriveCustomer, currency: str) -> dict[str, Any]:
+    if payer.address is not None:
+        return payer.address.model_dump()
+    return {
+        "city": None,
+        "country": _COUNTRY_BY_CURRENCY.get(currency, "US"),
+        "line1": None,
+        "line2": None,
+        "postal_code": None,
+        "state": None,
+    }

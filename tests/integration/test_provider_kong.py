@@ -127,7 +127,11 @@ async def test_open_setup_session(
     assert kong.stats()["sessions_created"] == 1
     underlying = stripe_sim.describe(session.provider_session_id)
     assert (underlying["mode"], underlying["currency"]) == ("setup", "usd")
-    assert underlying["metadata"]["billing_customer_id"] == CUSTOMER
+    # OpenMeter puts the metadata on the SetupIntent, not on the Checkout Session
+    assert underlying["metadata"] == {}
+    intent = stripe_sim.setup_intents[underlying["setup_intent"]]
+    assert intent["metadata"]["billing_customer_id"] == CUSTOMER
+    assert intent["metadata"]["om_customer_id"] == CUSTOMER
 
 
 async def test_customer_id_from_the_customer(provider: KongProvider) -> None:

@@ -101,7 +101,7 @@ class KongProvider:
         result = await self._post(
             transformers.checkout_sessions_path(customer_id), body, {"Idempotency-Key": key}
         )
-        session = transformers.session_from_kong(result)
+        session = transformers.session_from_kong(result, our_session_id=request.session_id)
         self._remember(key, session)
         return session
 

@@ -9,8 +9,12 @@ times and Stripe's ``status`` string.
 
 - Only setup mode exists: any other mode is `ProviderRejected` before any call.
 - The billing customer comes from metadata ``billing_customer_id`` or
-  ``customer.provider_customer_id``; it must be a ULID. It also travels in the Stripe
-  session's metadata, so a session read back from Stripe names its Kong customer.
+  ``customer.provider_customer_id``; it must be a ULID. OpenMeter puts the metadata on
+  the session's SetupIntent (``setup_intent_data.metadata``, plus its own
+  ``om_customer_id``), not on the Checkout Session, and answers the session's (empty)
+  metadata: so the answer names our session only through the request that opened it,
+  and a session read back from Stripe (``setup_intent`` expanded) names its Kong
+  customer and our session through the SetupIntent's metadata.
 - Status: Stripe's ``open | complete | expired``; a setup session never takes money, so
   its payment status is ``no_payment_required``. A missing or unknown status is
   pending (open, unpaid), never complete.
@@ -53,6 +57,7 @@ __all__ = [
 
 PROVIDER = Provider.KONG
 BILLING_CUSTOMER_METADATA_KEY = "billing_customer_id"
+OPENMETER_CUSTOMER_METADATA_KEY = "om_customer_id"  # OpenMeter's own, on the SetupIntent
 ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _STATUS = {
     "open": SessionStatus.OPEN,
@@ -129,7 +134,9 @@ def statuses(status: object) -> tuple[SessionStatus, PaymentStatus]:
     return mapped, PaymentStatus.NO_PAYMENT_REQUIRED
 
 
-def session_from_kong(result: Mapping[str, Any]) -> ProviderSession:
+def session_from_kong(
+    result: Mapping[str, Any], *, our_session_id: str | None = None
+) -> ProviderSession:
     """``BillingAppStripeCreateCheckoutSessionResult`` -> canonical (no amounts: setup mode)."""
     missing = [key for key in _REQUIRED if not result.get(key)]
     if missing:
@@ -145,7 +152,7 @@ def session_from_kong(result: Mapping[str, Any]) -> ProviderSession:
     return ProviderSession(
         provider=PROVIDER,
         provider_session_id=session_id,
-        session_id=metadata.get(SESSION_ID_METADATA_KEY),
+        session_id=metadata.get(SESSION_ID_METADATA_KEY) or our_session_id,
         status=status,
         payment_status=payment_status,
         mode=Mode.SETUP,
@@ -175,10 +182,25 @@ def session_from_kong(result: Mapping[str, Any]) -> ProviderSession:
 
 
 def from_stripe_session(session: ProviderSession) -> ProviderSession:
-    """A Kong-made session read back from Stripe, named as Kong's (its billing customer)."""
-    customer_id = session.metadata.get(BILLING_CUSTOMER_METADATA_KEY)
+    """A Kong-made session read back from Stripe, named as Kong's (its billing customer).
+
+    OpenMeter keeps the metadata on the SetupIntent: read there when Stripe's answer has
+    it expanded, the session's own metadata otherwise (older sessions, other setups).
+    """
+    intent = session.raw.get("setup_intent")
+    intent_metadata = intent.get("metadata") if isinstance(intent, Mapping) else None
+    metadata = {str(k): str(v) for k, v in (intent_metadata or {}).items()}
+    metadata |= session.metadata
+    customer_id = metadata.get(BILLING_CUSTOMER_METADATA_KEY) or metadata.get(
+        OPENMETER_CUSTOMER_METADATA_KEY
+    )
     customer = session.customer.model_copy(update={"provider_customer_id": customer_id})
-    return session.model_copy(update={"provider": PROVIDER, "customer": customer})
+    changes = {
+        "provider": PROVIDER,
+        "customer": customer,
+        "session_id": session.session_id or metadata.get(SESSION_ID_METADATA_KEY),
+    }
+    return session.model_copy(update=changes)
 
 
 def _rfc3339(value: object) -> datetime | None:

@@ -10,6 +10,9 @@ adapter around the SDK would be.
 
 Endpoints (``Authorization: Bearer <token>``): ``POST /v1/checkouts/``,
 ``GET /v1/checkouts/{id}``, ``PATCH /v1/checkouts/{id}``, ``GET /v1/checkouts/``.
+Every request names the API version it speaks, ``Polar-Version: 2026-10`` (Polar's
+server picks the schema by that header and falls back to its default version without it;
+``polar-sdk`` sends the same), so a new default on Polar's side cannot change our wire.
 
 Errors stop here: timeout, connection failure, 5xx, 408 and 429 become
 `ProviderUnavailable` (retryable); any other 4xx becomes `ProviderRejected`. Neither
@@ -44,9 +47,10 @@ from orchestrator.providers.base import (
 )
 from orchestrator.providers.polar import transformers
 
-__all__ = ["PolarApi", "PolarConfig", "PolarProvider"]
+__all__ = ["API_VERSION", "PolarApi", "PolarConfig", "PolarProvider"]
 
 PROVIDER = Provider.POLAR
+API_VERSION = "2026-10"  # the version of docs/openapi/2026-10.openapi.json we speak
 _LOOKUP_PAGE = 100
 _MIN_AMOUNTS = {
     "USD": 50,
@@ -96,6 +100,7 @@ class PolarApi:
             headers={
                 "Authorization": f"Bearer {config.access_token.get_secret_value()}",
                 "Accept": "application/json",
+                "Polar-Version": API_VERSION,
             },
             timeout=config.timeout_seconds,
             transport=transport,

@@ -2,7 +2,8 @@
 
 - ``open_session`` sends the attempt's idempotency key (``OpenRequest.idempotency_key``),
   so a redelivered command gets the same Stripe session back, never a second one.
-- ``retrieve_session`` expands ``line_items``; ``expire_session`` expires an open session
+- ``retrieve_session`` expands ``line_items`` and ``setup_intent`` (where OpenMeter, for
+  Kong, keeps the metadata); ``expire_session`` expires an open session
   (Stripe refuses once it is complete or expired: `ProviderRejected`).
 - ``verify_webhook`` checks ``Stripe-Signature`` with the SDK (HMAC-SHA256 over
   ``f"{t}.{body}"``), then the timestamp against *our* clock in both directions: the SDK
@@ -123,7 +124,7 @@ class StripeProvider:
     async def retrieve_session(self, provider_session_id: str) -> ProviderSession:
         session = await _call(
             self._client.v1.checkout.sessions.retrieve_async(
-                provider_session_id, {"expand": ["line_items"]}
+                provider_session_id, {"expand": ["line_items", "setup_intent"]}
             )
         )
         return transformers.session_from_stripe(session)
