@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -206,19 +208,43 @@ async def test_postgres_kill_then_restart(postgres: EmbeddedPostgres) -> None:
     assert postgres.is_running()
 
 
-async def test_postgres_survives_another_pytest_session_securing_its_root(
-    postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    # what every pytest session does on start: /tmp/pytest-of-<user> loses group/other bits
-    pytest_root = tmp_path_factory.getbasetemp().parent
-    pytest_root.chmod(pytest_root.stat().st_mode & ~0o077)
-    conn = await asyncpg.connect(postgres.dsn)
+async def _answers_after_a_checkpoint(server: EmbeddedPostgres) -> bool:
+    """CHECKPOINT opens global/pg_control: where the PANIC of the dying cluster came from."""
     try:
-        await conn.execute("CHECKPOINT")  # opens global/pg_control: the PANIC seen in CI
-        assert await conn.fetchval("select 1") == 1
+        conn = await asyncpg.connect(server.dsn, timeout=10)
+    except OSError:
+        return False
+    try:
+        await conn.execute("CHECKPOINT")
+        return bool(await conn.fetchval("select 1") == 1)
+    except asyncpg.PostgresError:
+        return False
+    except asyncpg.exceptions.ConnectionDoesNotExistError:
+        return False
     finally:
         await conn.close()
-    assert postgres.is_running()
+
+
+async def test_a_cluster_lives_outside_the_directory_pytest_secures(
+    postgres: EmbeddedPostgres,
+) -> None:
+    # every pytest session that starts as root chmods /tmp/pytest-of-root to 0700; a cluster
+    # below it (Postgres runs as its own user) then loses its data directory. What securing
+    # an ancestor does, shown on a directory of this test's own (never on a shared one):
+    with postgres_home("secured") as secured:
+        doomed = EmbeddedPostgres(secured / "cluster")
+        doomed.start()
+        try:
+            assert await _answers_after_a_checkpoint(doomed)
+            secured.chmod(0o700)
+            assert not await _answers_after_a_checkpoint(doomed)
+        finally:
+            secured.chmod(0o755)
+            doomed.kill()  # what the PANIC left of it
+    # ... and the suite's clusters are nowhere below pytest's root, so they keep answering
+    pytest_root = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    assert not postgres.base_dir.resolve().is_relative_to(pytest_root.resolve())
+    assert await _answers_after_a_checkpoint(postgres)
 
 
 def test_postgres_start_is_idempotent_and_adopts_running() -> None:

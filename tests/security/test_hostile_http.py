@@ -9,11 +9,18 @@ import time
 import httpx
 import pytest
 import schemathesis
+import schemathesis.specs.openapi.schemas  # noqa: F401 - see below
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
 
 from tests.support.builders import create_body
+
+# The fuzzer runs in a worker thread (the gateway serves on this test's event loop), and
+# schemathesis imports its OpenAPI machinery lazily. Imported there for the first time, the
+# module goes through pytest's assertion rewriter (schemathesis is a pytest plugin), whose
+# compile() in a second thread trips CPython 3.11.7's "AST constructor recursion depth
+# mismatch". Imported here, in the main thread, it is done once and cached.
 
 CHECKS = [  # and no 5xx, below
     checks.status_code_conformance,
