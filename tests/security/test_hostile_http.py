@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 import schemathesis
-import schemathesis.specs.openapi.schemas  # noqa: F401 - see below
+import schemathesis.specs.openapi.schemas  # imported in the main thread: see below
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
