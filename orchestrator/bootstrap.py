@@ -391,7 +391,7 @@ async def gateway(
         )
         stack.push_async_callback(client.close)
         inbox = WebhookInbox(read.pool)
-        processor = WebhookProcessor(read.pool, inbox, providers, client)
+        processor = WebhookProcessor(read.pool, inbox, providers, client, read.reads)
         settler = Settler(read.reads, providers, client, clock)
         app = create_app(read.reads)
         if telemetry is not None:

@@ -173,6 +173,10 @@ class WebhookEvent(Value):
     provider_session_id: str | None = None
     session: ProviderSession | None = None
     occurred_at: UtcDatetime | None = None
+    # When the notification is about a payment, not the session (lomi's transaction row):
+    # our session id if the payment echoes our metadata, and what the payment says was paid.
+    session_id: str | None = None
+    amounts: Amounts | None = None
 
 
 class PaymentProvider(Protocol):

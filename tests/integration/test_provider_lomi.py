@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -252,7 +253,7 @@ async def test_list_sessions(lomi: LomiProvider, sim: LomiSimulator, clock: Cloc
 # --- pay, fail, expire ------------------------------------------------------------------------
 
 
-async def test_pay_sends_payment_succeeded_naming_the_session(
+async def test_pay_sends_payment_succeeded_with_the_transaction_row(
     lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
 ) -> None:
     session = await lomi.open_session(request())
@@ -260,8 +261,15 @@ async def test_pay_sends_payment_succeeded_naming_the_session(
     assert [w["state"] for w in result["webhooks"]] == ["delivered"]
     ((headers, body),) = receiver.received
     assert headers["x-lomi-event"] == "PAYMENT_SUCCEEDED"
+    data = json.loads(body)["data"]
+    assert "checkout_session_id" not in data  # lomi's row names no checkout session
+    assert data["gross_amount"] == 10000.0
+    assert data["net_amount"] < data["gross_amount"]
     event = lomi.verify_webhook(headers, body, clock.at())
-    assert (event.kind, event.provider_session_id) == ("completed", session.provider_session_id)
+    assert (event.kind, event.provider_session_id) == ("completed", None)
+    assert event.session_id == "cs_lomi_1"  # our id, echoed in the transaction's metadata
+    assert event.amounts is not None
+    assert (event.amounts.currency, event.amounts.total) == ("XOF", 10000)
     assert event.event_id.startswith("evt_")
     assert not transformers.needs_poll(event)
     paid = await lomi.retrieve_session(session.provider_session_id)
@@ -287,13 +295,13 @@ async def test_the_older_checkout_completed_event_carries_the_session(
 async def test_an_ambiguous_payment_is_settled_by_polling(
     lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
 ) -> None:
-    sim.ambiguous_webhooks = True
+    sim.echo_metadata = False
     paid_one = await lomi.open_session(request())
     other = await lomi.open_session(request(session_id="cs_lomi_2"))
     await sim.pay(paid_one.provider_session_id)
     ((headers, body),) = receiver.received
     event = lomi.verify_webhook(headers, body, clock.at())
-    assert (event.kind, event.provider_session_id) == ("completed", None)
+    assert (event.kind, event.provider_session_id, event.session_id) == ("completed", None, None)
     assert transformers.needs_poll(event)
     # The poller: retrieve each session still open on our side, settle from lomi's status.
     polled = [await lomi.retrieve_session(s.provider_session_id) for s in (paid_one, other)]
@@ -307,10 +315,7 @@ async def test_a_failed_payment_leaves_the_session_open(
     await drive(sim, session.provider_session_id, "fail")
     ((headers, body),) = receiver.received
     event = lomi.verify_webhook(headers, body, clock.at())
-    assert (event.kind, event.provider_session_id) == (
-        "payment_failed",
-        session.provider_session_id,
-    )
+    assert (event.kind, event.provider_session_id) == ("payment_failed", None)
     still = await lomi.retrieve_session(session.provider_session_id)
     assert (still.status, still.payment_status) == (SessionStatus.OPEN, PaymentStatus.UNPAID)
 
