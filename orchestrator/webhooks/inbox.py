@@ -163,3 +163,14 @@ class WebhookInbox:
             limit,
         )
         return [UnresolvedRow(**dict(r)) for r in rows]
+
+    async def providers_with_unresolved(self, since: datetime | None) -> set[str]:
+        """Providers with rows settled ``unresolved`` after ``since`` (all, when None)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT DISTINCT provider FROM webhook_inbox
+            WHERE status = 'unresolved' AND ($1::timestamptz IS NULL OR processed_at > $1)
+            """,
+            since,
+        )
+        return {r["provider"] for r in rows}

@@ -1,0 +1,243 @@
+"""End to end: sessions settle through the provider's own ids and through reconciliation.
+
+Real NATS, real Postgres, the simulators over HTTP. Each provider's webhook goes out in
+its real shape with *none* of our metadata (``echo_metadata = False`` empties every
+``metadata`` object before signing), so only the reference recorded when the provider
+session opened can tell which session was paid. Lost webhooks (the simulators' drop
+fault) are healed by reconciliation, which runs here every 0.2 s after 0.5 s of quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from events.values import Customer, Mode, Provider, RequestedAmount, SessionUrls
+from orchestrator.bootstrap import Endpoints, gateway, orchestrator, read_side
+from orchestrator.cli import app as cli_app
+from orchestrator.providers.base import OpenRequest
+from orchestrator.sandbox.fleet import SandboxFleet
+from tests.builders import new_session_id
+from tests.integration.test_commands import settings_for
+
+
+@pytest.fixture
+async def system(nats_url, database_url, stream_names):
+    settings = settings_for(
+        stream_names,
+        api_auth="disabled",
+        http_port=0,
+        settlement_interval_seconds=0.2,
+        reconcile_interval_seconds=0.2,
+        reconcile_quiet_seconds=0.5,
+        reconcile_backoff_max_seconds=0.5,
+    )
+    endpoints = Endpoints(nats_url, database_url, embedded_nats=False, embedded_postgres=False)
+    async with (
+        SandboxFleet() as fleet,
+        orchestrator(settings, nats_url, providers=fleet.providers),
+        read_side(settings, endpoints, serve_http=False) as read,
+        gateway(settings, endpoints, read, fleet.providers) as gw,
+        httpx.AsyncClient(base_url=gw.http_url, timeout=15) as http,
+    ):
+        fleet.point_webhooks_at(gw.http_url)
+        for simulator in fleet.simulators.values():
+            simulator.echo_metadata = False
+        yield fleet, gw, http
+
+
+async def eventually(check, timeout: float = 15.0):
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.05)
+
+
+async def session_where(http, session_id, **expected):
+    async def check():
+        response = await http.get(f"/v1/checkout-sessions/{session_id}")
+        if response.status_code != 200:
+            return None
+        body = response.json()
+        return body if all(body.get(k) == v for k, v in expected.items()) else None
+
+    return await eventually(check)
+
+
+def create_body(**overrides):
+    body = {
+        "session_id": new_session_id(),
+        "currency": "GBP",
+        "amount": 4997,
+        "customer": {"email": "mo@example.test", "country": "GB"},
+        "urls": {"success_url": "https://shop.test/ok", "cancel_url": "https://shop.test/no"},
+    }
+    return body | overrides
+
+
+def _last_webhook_body(simulator) -> dict:
+    return json.loads(simulator.webhooks.deliveries[-1].body)
+
+
+async def _create(http, **overrides):
+    response = await http.post("/v1/checkout-sessions", json=create_body(**overrides))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_a_stripe_webhook_without_our_metadata_settles_through_the_provider_reference(
+    system,
+):
+    fleet, _, http = system
+    created = await _create(http)
+    assert created["provider"] == "stripe"
+    await fleet.stripe.pay(created["provider_session_id"])
+    sent = _last_webhook_body(fleet.stripe)["data"]["object"]
+    assert sent["id"] == created["provider_session_id"]
+    assert sent["metadata"] == {}  # nothing of ours to correlate by
+    paid = await session_where(http, created["session_id"], status="complete")
+    assert paid["payment_status"] == "paid"
+    assert paid["amounts"]["total"] == 4997
+
+
+async def test_a_polar_webhook_without_our_metadata_settles_through_the_provider_reference(
+    system,
+):
+    fleet, _, http = system
+    created = await _create(http, currency="USD", metadata={"product_type": "digital"})
+    assert created["provider"] == "polar"
+    await fleet.polar.pay(created["provider_session_id"])
+    assert all(
+        json.loads(d.body)["data"].get("metadata") in ({}, None)
+        for d in fleet.polar.webhooks.deliveries
+    )
+    paid = await session_where(http, created["session_id"], status="complete")
+    assert paid["payment_status"] == "paid"
+
+
+async def test_a_lomi_payment_row_settles_with_lomis_gross_amount(system):
+    """lomi's PAYMENT_SUCCEEDED names no checkout session; with our metadata echoed in the
+    transaction it completes at once, for the transaction's ``gross_amount``."""
+    fleet, _, http = system
+    fleet.lomi.echo_metadata = True
+    created = await _create(
+        http, currency="XOF", amount=5000, customer={"email": "a@b.sn", "country": "SN"}
+    )
+    assert created["provider"] == "lomi"
+    await fleet.lomi.pay(created["provider_session_id"])
+    row = _last_webhook_body(fleet.lomi)["data"]
+    assert "checkout_session_id" not in row
+    assert row["gross_amount"] == 5000.0
+    paid = await session_where(http, created["session_id"], status="complete")
+    assert (paid["amounts"]["total"], paid["currency"]) == (5000, "XOF")
+
+
+async def test_a_lomi_payment_without_our_metadata_settles_by_reconciliation(system):
+    """Neither a provider id nor our metadata: the row is held unresolved, and the
+    reconciliation sweep settles the session from lomi's own state."""
+    fleet, gw, http = system
+    created = await _create(
+        http, currency="XOF", amount=5000, customer={"email": "a@b.sn", "country": "SN"}
+    )
+    await fleet.lomi.pay(created["provider_session_id"])
+    await eventually(lambda: _held_unresolved(gw))
+    paid = await session_where(http, created["session_id"], status="complete")
+    assert (paid["payment_status"], paid["amounts"]["total"]) == ("paid", 5000)
+
+
+async def _held_unresolved(gw):
+    return (await gw.inbox.counts()).get("unresolved")
+
+
+async def test_a_webhook_naming_an_unknown_provider_id_is_held_unresolved_with_a_2xx(
+    system, nats_url, database_url
+):
+    fleet, gw, _ = system
+    stranger = await fleet.providers[Provider.STRIPE].open_session(
+        OpenRequest(
+            session_id=new_session_id(),
+            attempt=1,
+            mode=Mode.PAYMENT,
+            amount=RequestedAmount(currency="GBP", amount=1200),
+            customer=Customer(email="x@example.test"),
+            urls=SessionUrls(success_url="https://shop.test/ok"),
+        )
+    )  # opened at Stripe, never by us: its id names no session of ours
+    await fleet.stripe.pay(stranger.provider_session_id)
+    delivery = fleet.stripe.webhooks.deliveries[-1]
+    assert [a.status_code for a in delivery.attempts] == [200]  # held, so acknowledged
+    await eventually(lambda: _held_unresolved(gw))
+    (held,) = await gw.inbox.unresolved()
+    assert (held.provider, held.event_id) == ("stripe", delivery.event_id)
+    env = {"NATS_URL": nats_url, "DATABASE_URL": database_url, "COLUMNS": "200"}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli_app, ["webhooks", "status"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "unresolved" in result.output
+    assert delivery.event_id in result.output
+
+
+# --- reconciliation -----------------------------------------------------------------------
+
+
+async def _log_rows(gw, session_id):
+    async with gw.processor._pool.acquire() as conn:
+        return await conn.fetch(
+            "SELECT * FROM reconciliation_log WHERE session_id = $1 ORDER BY id", session_id
+        )
+
+
+@pytest.mark.parametrize(
+    ("simulator", "overrides"),
+    [
+        ("stripe", {}),
+        ("polar", {"currency": "USD", "metadata": {"product_type": "digital"}}),
+    ],
+)
+async def test_a_lost_webhook_is_healed_by_reconciliation_within_its_period(
+    system, simulator, overrides
+):
+    fleet, gw, http = system
+    sim = getattr(fleet, simulator)
+    created = await _create(http, **overrides)
+    assert created["provider"] == simulator
+    sim.faults.set(drop_webhooks_next=10)
+    await sim.pay(created["provider_session_id"])
+    assert sim.faults.dropped_webhooks >= 1
+    assert not [d for d in sim.webhooks.deliveries if d.attempts]  # nothing reached us
+    # period 0.2 s + quiet 0.5 s: healed well within the wait below
+    paid = await session_where(http, created["session_id"], status="complete")
+    assert paid["payment_status"] == "paid"
+    (row,) = await _log_rows(gw, created["session_id"])
+    assert (row["ours"], row["theirs"], row["action"]) == ("open", "complete", "complete")
+    assert row["provider_session_id"] == created["provider_session_id"]
+    assert not row["dry_run"]
+
+
+async def test_reconciliation_against_an_unreachable_provider_changes_nothing_and_retries(
+    system,
+):
+    fleet, gw, http = system
+    created = await _create(http)
+    fleet.stripe.faults.set(drop_webhooks_next=10)
+    await fleet.stripe.pay(created["provider_session_id"])
+    fleet.stripe.faults.set(error_next=10_000, error_status=503)
+
+    async def retried():
+        rows = await _log_rows(gw, created["session_id"])
+        return len(rows) >= 2 and all(r["action"] == "retry_later" for r in rows)
+
+    await eventually(retried)
+    still = (await http.get(f"/v1/checkout-sessions/{created['session_id']}")).json()
+    assert still["status"] == "open"  # unreachable: nothing changed meanwhile
+    fleet.stripe.faults.reset()
+    paid = await session_where(http, created["session_id"], status="complete")
+    assert paid["payment_status"] == "paid"
+    assert (await _log_rows(gw, created["session_id"]))[-1]["action"] == "complete"
