@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -25,16 +26,14 @@ from tests.builders import new_session_id
 from tests.integration.test_commands import settings_for
 
 
-@pytest.fixture
-async def system(nats_url, database_url, stream_names):
+@asynccontextmanager
+async def _running(nats_url, database_url, stream_names, **reconcile):
     settings = settings_for(
         stream_names,
         api_auth="disabled",
         http_port=0,
         settlement_interval_seconds=0.2,
-        reconcile_interval_seconds=0.2,
-        reconcile_quiet_seconds=0.5,
-        reconcile_backoff_max_seconds=0.5,
+        **reconcile,
     )
     endpoints = Endpoints(nats_url, database_url, embedded_nats=False, embedded_postgres=False)
     async with (
@@ -48,6 +47,29 @@ async def system(nats_url, database_url, stream_names):
         for simulator in fleet.simulators.values():
             simulator.echo_metadata = False
         yield fleet, gw, http
+
+
+@pytest.fixture
+async def system(nats_url, database_url, stream_names):
+    """Reconciliation every 0.2 s after 0.5 s of quiet; back-off at most 0.5 s."""
+    async with _running(
+        nats_url,
+        database_url,
+        stream_names,
+        reconcile_interval_seconds=0.2,
+        reconcile_quiet_seconds=0.5,
+        reconcile_backoff_max_seconds=0.5,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def system_without_rounds(nats_url, database_url, stream_names):
+    """Reconciliation inside the gateway only once, at start: the CLI's rounds are alone."""
+    async with _running(
+        nats_url, database_url, stream_names, reconcile_interval_seconds=3600
+    ) as running:
+        yield running
 
 
 async def eventually(check, timeout: float = 15.0):
@@ -92,9 +114,9 @@ async def _create(http, **overrides):
 
 
 async def test_a_stripe_webhook_without_our_metadata_settles_through_the_provider_reference(
-    system,
+    system_without_rounds,
 ):
-    fleet, _, http = system
+    fleet, gw, http = system_without_rounds
     created = await _create(http)
     assert created["provider"] == "stripe"
     await fleet.stripe.pay(created["provider_session_id"])
@@ -104,12 +126,13 @@ async def test_a_stripe_webhook_without_our_metadata_settles_through_the_provide
     paid = await session_where(http, created["session_id"], status="complete")
     assert paid["payment_status"] == "paid"
     assert paid["amounts"]["total"] == 4997
+    assert await _inbox_status(gw, fleet.stripe.webhooks.deliveries[-1].event_id) == "done"
 
 
 async def test_a_polar_webhook_without_our_metadata_settles_through_the_provider_reference(
-    system,
+    system_without_rounds,
 ):
-    fleet, _, http = system
+    fleet, gw, http = system_without_rounds
     created = await _create(http, currency="USD", metadata={"product_type": "digital"})
     assert created["provider"] == "polar"
     await fleet.polar.pay(created["provider_session_id"])
@@ -119,12 +142,15 @@ async def test_a_polar_webhook_without_our_metadata_settles_through_the_provider
     )
     paid = await session_where(http, created["session_id"], status="complete")
     assert paid["payment_status"] == "paid"
+    statuses = {await _inbox_status(gw, d.event_id) for d in fleet.polar.webhooks.deliveries}
+    assert "done" in statuses
+    assert "unresolved" not in statuses
 
 
-async def test_a_lomi_payment_row_settles_with_lomis_gross_amount(system):
+async def test_a_lomi_payment_row_settles_with_lomis_gross_amount(system_without_rounds):
     """lomi's PAYMENT_SUCCEEDED names no checkout session; with our metadata echoed in the
     transaction it completes at once, for the transaction's ``gross_amount``."""
-    fleet, _, http = system
+    fleet, gw, http = system_without_rounds
     fleet.lomi.echo_metadata = True
     created = await _create(
         http, currency="XOF", amount=5000, customer={"email": "a@b.sn", "country": "SN"}
@@ -136,6 +162,7 @@ async def test_a_lomi_payment_row_settles_with_lomis_gross_amount(system):
     assert row["gross_amount"] == 5000.0
     paid = await session_where(http, created["session_id"], status="complete")
     assert (paid["amounts"]["total"], paid["currency"]) == (5000, "XOF")
+    assert await _inbox_status(gw, fleet.lomi.webhooks.deliveries[-1].event_id) == "done"
 
 
 async def test_a_lomi_payment_without_our_metadata_settles_by_reconciliation(system):
@@ -149,6 +176,11 @@ async def test_a_lomi_payment_without_our_metadata_settles_by_reconciliation(sys
     await eventually(lambda: _held_unresolved(gw))
     paid = await session_where(http, created["session_id"], status="complete")
     assert (paid["payment_status"], paid["amounts"]["total"]) == ("paid", 5000)
+
+
+async def _inbox_status(gw, event_id):
+    async with gw.processor._pool.acquire() as conn:
+        return await conn.fetchval("SELECT status FROM webhook_inbox WHERE event_id = $1", event_id)
 
 
 async def _held_unresolved(gw):
@@ -176,9 +208,7 @@ async def test_a_webhook_naming_an_unknown_provider_id_is_held_unresolved_with_a
     (held,) = await gw.inbox.unresolved()
     assert (held.provider, held.event_id) == ("stripe", delivery.event_id)
     env = {"NATS_URL": nats_url, "DATABASE_URL": database_url, "COLUMNS": "200"}
-    result = await asyncio.to_thread(
-        CliRunner().invoke, cli_app, ["webhooks", "status"], env=env
-    )
+    result = await asyncio.to_thread(CliRunner().invoke, cli_app, ["webhooks", "status"], env=env)
     assert result.exit_code == 0, result.output
     assert "unresolved" in result.output
     assert delivery.event_id in result.output
@@ -241,3 +271,45 @@ async def test_reconciliation_against_an_unreachable_provider_changes_nothing_an
     paid = await session_where(http, created["session_id"], status="complete")
     assert paid["payment_status"] == "paid"
     assert (await _log_rows(gw, created["session_id"]))[-1]["action"] == "complete"
+
+
+async def test_the_reconcile_command_reports_in_a_dry_run_and_settles_without_one(
+    system_without_rounds, nats_url, database_url, stream_names, tmp_path
+):
+    fleet, gw, http = system_without_rounds
+    created = await _create(http)
+    await session_where(http, created["session_id"], status="open")  # projected: listed
+    fleet.stripe.faults.set(drop_webhooks_next=10)
+    await fleet.stripe.pay(created["provider_session_id"])
+    stripe = fleet.stripe.adapter_config()
+    env = {
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_url,
+        "CHECKOUT_DATA_DIR": str(tmp_path),
+        "CHECKOUT_EVENTS_STREAM": stream_names.stream,
+        "CHECKOUT_EVENTS_PREFIX": stream_names.events_prefix,
+        "CHECKOUT_COMMANDS_STREAM": stream_names.commands_stream,
+        "CHECKOUT_COMMANDS_PREFIX": stream_names.commands_prefix,
+        "CHECKOUT_RECONCILE_QUIET_SECONDS": "0",
+        "STRIPE_API_KEY": stripe.api_key.get_secret_value(),
+        "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret.get_secret_value(),
+        "STRIPE_API_BASE": stripe.api_base,
+        "COLUMNS": "250",
+    }
+
+    async def cli(*args):
+        result = await asyncio.to_thread(CliRunner().invoke, cli_app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    dry = await cli("reconcile", "--dry-run")
+    assert "would_complete" in dry
+    assert created["session_id"] in dry
+    still = (await http.get(f"/v1/checkout-sessions/{created['session_id']}")).json()
+    assert still["status"] == "open"  # a dry run sends nothing
+    done = await cli("reconcile", "--history", "5")
+    assert "settled 1" in done
+    paid = await session_where(http, created["session_id"], status="complete")
+    assert paid["payment_status"] == "paid"
+    actions = [r["action"] for r in await _log_rows(gw, created["session_id"])]
+    assert actions == ["would_complete", "complete"]
