@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from opentelemetry import trace
 from pydantic import SecretStr
@@ -29,7 +29,14 @@ from orchestrator.jetstream.event_store import DuplicateCommand, EventStore
 from orchestrator.services.closing import ProviderCloser
 from orchestrator.telemetry import Telemetry, continuing, current_traceparent, link_to
 
-__all__ = ["Accepted", "CommandContext", "CommandHandler", "CreateSessions", "OpenedAt"]
+__all__ = [
+    "Accepted",
+    "CommandContext",
+    "CommandHandler",
+    "CreateSessions",
+    "ExpiryEnforcer",
+    "OpenedAt",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,9 @@ class Accepted:
     opened: OpenedAt | None = None
 
 
+ExpiryEnforcer = Literal["provider", "orchestrator"]
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedAt:
     """Where a created session can be paid (create commands with providers only)."""
@@ -59,6 +69,9 @@ class OpenedAt:
     checkout_url: str | None
     expires_at: datetime | None
     client_secret: SecretStr | None = field(default=None, repr=False)
+    # who closes the session at ``expires_at``: the provider, or our sweeper when the
+    # provider ignores our expiry or keeps it open longer (lomi: its own 60 minutes)
+    expiry_enforced_by: ExpiryEnforcer | None = None
 
 
 class CreateSessions(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -313,3 +314,26 @@ async def test_the_reconcile_command_reports_in_a_dry_run_and_settles_without_on
     assert paid["payment_status"] == "paid"
     actions = [r["action"] for r in await _log_rows(gw, created["session_id"])]
     assert actions == ["would_complete", "complete"]
+
+
+# --- requests the real APIs accept ------------------------------------------------------
+
+
+async def test_our_expiry_at_lomi_is_enforced_by_the_orchestrator(system):
+    """lomi's create schema has no ``expires_at`` (it keeps its own 60 minutes): the reply
+    says the orchestrator enforces ours, and the sweeper closes the session then."""
+    fleet, _, http = system
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    created = await _create(
+        http,
+        currency="XOF",
+        amount=5000,
+        customer={"email": "a@b.sn", "country": "SN"},
+        expires_at=expires.isoformat(),
+    )
+    assert created["provider"] == "lomi"
+    assert created["expiry_enforced_by"] == "orchestrator"
+    assert abs(datetime.fromisoformat(created["expires_at"]) - expires) < timedelta(seconds=1)
+    at_lomi = fleet.lomi.describe(created["provider_session_id"])
+    assert at_lomi["status"] == "open"  # lomi would keep it open for 60 minutes
+    await session_where(http, created["session_id"], status="expired")

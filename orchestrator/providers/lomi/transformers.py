@@ -4,8 +4,10 @@ Owns the facts of PROVIDERS.md "lomi." that touch money or trust:
 
 - Create takes only XOF, USD and EUR, ``amount`` (or line items), and
   ``customer_email`` or ``customer_id``; anything else is `ProviderRejected` before a
-  call. Payment mode only. Expiry defaults to 60 minutes at lomi; we send
-  ``expires_at`` only when the request has one.
+  call. Payment mode only. lomi's create schema (its DTO, kamayakoi/lomi. commit
+  0add339a) has neither ``expires_at`` nor ``allowed_providers``: lomi applies its own
+  60-minute expiry, so we send neither; the orchestrator enforces an earlier
+  ``expires_at`` of ours itself (the settlement sweeper closes the session).
 - Status open | completed | expired ("completed", not Stripe's "complete") map to
   canonical open | complete | expired; anything else is pending (open + unpaid).
 - ``amount`` is a float on the wire in the currency's smallest unit (XOF has none
@@ -129,9 +131,7 @@ def to_minor_units(value: object, *, field: str = "amount") -> int:
 # --- requests -----------------------------------------------------------------------------------
 
 
-def build_create_body(
-    request: OpenRequest, *, allowed_providers: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def build_create_body(request: OpenRequest) -> dict[str, Any]:
     """The JSON body of ``POST /checkout-sessions``; refuses what lomi would refuse."""
     currency = request.amount.currency
     if currency not in SUPPORTED_CURRENCIES:
@@ -159,8 +159,6 @@ def build_create_body(
         "customer_phone": customer.phone,
         "success_url": request.urls.success_url,
         "cancel_url": request.urls.cancel_url,
-        "expires_at": request.expires_at.isoformat() if request.expires_at else None,
-        "allowed_providers": list(allowed_providers) or None,
     }
     return {key: value for key, value in body.items() if value is not None}
 
