@@ -161,7 +161,6 @@ Command = Annotated[
 
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
 
-
 def command_models() -> tuple[type[CommandBase], ...]:
     return (
         CreateCheckoutSession,
