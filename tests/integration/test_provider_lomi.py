@@ -313,6 +313,23 @@ async def test_an_ambiguous_payment_is_settled_by_polling(
     assert [s.status for s in polled] == [SessionStatus.COMPLETE, SessionStatus.OPEN]
 
 
+async def test_a_pay_drive_can_send_the_webhook_without_our_metadata(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await lomi.open_session(request())
+    async with httpx.AsyncClient(base_url=sim.base_url) as client:
+        answer = await client.post(
+            f"/_sim/sessions/{session.provider_session_id}/pay", json={"echo_metadata": False}
+        )
+    answer.raise_for_status()
+    ((headers, body),) = receiver.received
+    assert json.loads(body)["data"]["metadata"] == {}
+    event = lomi.verify_webhook(headers, body, clock.at())  # signed after emptying
+    assert (event.kind, event.session_id) == ("completed", None)
+    assert transformers.needs_poll(event)
+    assert sim.echo_metadata  # only that drive
+
+
 async def test_a_failed_payment_leaves_the_session_open(
     lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
 ) -> None:
