@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -53,6 +53,7 @@ from orchestrator.routing.rules import load_rules
 from orchestrator.services.closing import ProviderCloser
 from orchestrator.services.create_flow import CreateFlow
 from orchestrator.services.handling import CommandHandler
+from orchestrator.services.reconciliation import ReconcilePolicy, Reconciler, ReconciliationLog
 from orchestrator.services.settlement import Settler
 from orchestrator.settings import Settings
 from orchestrator.telemetry import Telemetry, build_telemetry
@@ -85,6 +86,8 @@ __all__ = [
     "projector_settings",
     "read_endpoints",
     "read_side",
+    "reconcile_policy",
+    "reconciler",
     "servers",
     "telemetry_for",
     "utc_now",
@@ -428,8 +431,15 @@ async def gateway(
         )
         stack.push_async_callback(client.close)
         inbox = WebhookInbox(read.pool)
-        processor = WebhookProcessor(read.pool, inbox, providers, client)
-        settler = Settler(read.reads, providers, client, clock)
+        processor = WebhookProcessor(read.pool, inbox, providers, client, read.reads)
+        policy = reconcile_policy(settings)
+        settler = Settler(
+            read.reads,
+            client,
+            clock,
+            reconciler(read, providers, client, policy, clock=clock),
+            reconcile_every=policy.interval,
+        )
         keys = (
             ApiKeys(read.pool, cache_seconds=settings.api_key_cache_seconds)
             if settings.api_auth == "required"
@@ -475,6 +485,35 @@ async def gateway(
             stack.push_async_callback(_cancelled, asyncio.create_task(job, name=name))
         stack.callback(stop.set)
         yield Gateway(server.base_url, client, inbox, processor, settler)
+
+
+def reconcile_policy(settings: Settings) -> ReconcilePolicy:
+    return ReconcilePolicy(
+        interval=settings.reconcile_interval_seconds,
+        quiet=timedelta(seconds=settings.reconcile_quiet_seconds),
+        rate_per_second=settings.reconcile_rate_per_second,
+        backoff_max=settings.reconcile_backoff_max_seconds,
+    )
+
+
+def reconciler(
+    read: ReadSide,
+    providers: Mapping[Provider, PaymentProvider],
+    client: CheckoutClient | None,
+    policy: ReconcilePolicy,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> Reconciler:
+    """Reconciliation over ``read``'s pool; without a client it can only dry-run."""
+    return Reconciler(
+        read.reads,
+        providers,
+        client,
+        clock,
+        policy,
+        log=ReconciliationLog(read.pool),
+        inbox=WebhookInbox(read.pool),
+    )
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

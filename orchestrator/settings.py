@@ -141,6 +141,18 @@ class Settings(BaseSettings):
     log_format: Literal["human", "json"] = Field(
         default="human", description="stderr log lines: 'human' or one JSON object per line"
     )
+    reconcile_interval_seconds: float = Field(
+        default=30.0, gt=0, description="period of reconciliation rounds"
+    )
+    reconcile_quiet_seconds: float = Field(
+        default=30.0, ge=0, description="an open session is checked after this long without events"
+    )
+    reconcile_rate_per_second: float = Field(
+        default=5.0, gt=0, description="retrievals per provider per second, at most"
+    )
+    reconcile_backoff_max_seconds: float = Field(
+        default=600.0, gt=0, description="longest wait after a provider was unreachable"
+    )
 
     @model_validator(mode="after")
     def _nats_credentials_fit_together(self) -> Settings:

@@ -234,6 +234,24 @@ class ReadModels:
             raise SessionNotFound(session_id)
         return CheckoutSession.from_state(state_from_row(row))
 
+    async def session_id_for_provider_reference(
+        self, provider: str, provider_session_id: str
+    ) -> str | None:
+        """Our session that opened ``provider_session_id`` at ``provider``; None if none did.
+
+        Filled from provider_session_opened events, so it holds without any metadata of
+        ours echoed by the provider (migration 004 indexes it).
+        """
+        async with self._connection() as conn:
+            found: str | None = await conn.fetchval(
+                "SELECT session_id FROM checkout_sessions"
+                " WHERE provider = $1 AND provider_session_id = $2"
+                " ORDER BY created_at DESC LIMIT 1",
+                provider,
+                provider_session_id,
+            )
+        return found
+
     async def session_as_of(
         self, session_id: str, as_of: datetime, *, min_sequence: int | None = None
     ) -> CheckoutSession:

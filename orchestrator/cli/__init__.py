@@ -8,6 +8,7 @@ checkout-orchestrator route backtest   candidate rules replayed over the recorde
 checkout-orchestrator migrate          database migrations
 checkout-orchestrator projections ...  run / status / rebuild read models
 checkout-orchestrator webhooks ...     the webhook inbox: status, replay
+checkout-orchestrator reconcile       ask the providers about open sessions [--dry-run]
 checkout-orchestrator api-keys ...     the HTTP API's keys: create, revoke, list
 checkout-orchestrator asyncapi         the AsyncAPI document of the NATS surface
 checkout-orchestrator demo             the whole system with the provider simulators
@@ -22,6 +23,7 @@ import typer
 
 from orchestrator.cli.api_keys import api_keys_app
 from orchestrator.cli.projections import projections_app
+from orchestrator.cli.reconcile import reconcile
 from orchestrator.cli.route import route_app
 from orchestrator.cli.serve import asyncapi_command, demo, migrate_command, status, up
 from orchestrator.cli.webhooks import webhooks_app
@@ -34,6 +36,7 @@ app.command()(status)
 app.command("migrate")(migrate_command)
 app.command("asyncapi")(asyncapi_command)
 app.command("demo")(demo)
+app.command("reconcile")(reconcile)
 app.add_typer(route_app, name="route")
 app.add_typer(projections_app, name="projections")
 app.add_typer(webhooks_app, name="webhooks")

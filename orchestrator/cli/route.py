@@ -53,6 +53,9 @@ def route(  # noqa: PLR0913, PLR0917 - one parameter per CLI option
         list[Provider] | None, typer.Option(help="treat as failing now, repeatable")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the explanation as JSON")] = False,
+    success_url: Annotated[
+        bool, typer.Option(help="the checkout has a success_url (Kong's hosted page needs one)")
+    ] = True,
 ) -> None:
     """Show which provider would take a checkout, its fallbacks, and why (no servers needed)."""
     if ctx.invoked_subcommand is not None:
@@ -68,6 +71,7 @@ def route(  # noqa: PLR0913, PLR0917 - one parameter per CLI option
             country=country,
             mode=mode,
             metadata=parse_metadata(metadata or ()),
+            has_success_url=success_url,
         )
         rules = load_rules(rules_path or Settings().routing_rules_path)
     except ValueError as exc:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.common import console, with_pool
-from orchestrator.webhooks.inbox import WebhookInbox
+from orchestrator.webhooks.inbox import UnresolvedRow, WebhookInbox
 
 __all__ = ["webhooks_app"]
 
@@ -18,7 +18,8 @@ webhooks_app = typer.Typer(help="The webhook inbox: status and replay.", no_args
 
 @webhooks_app.command("status")
 def webhooks_status() -> None:
-    """Count the inbox rows by status (pending, done, ignored, unresolved, rejected)."""
+    """Count the inbox rows by status (pending, done, ignored, unresolved, rejected), and
+    list the newest unresolved ones (held, answered 2xx, waiting for reconciliation)."""
     counts: dict[str, int] = with_pool(lambda pool: WebhookInbox(pool).counts())
     table = Table(title="webhook inbox")
     table.add_column("status")
@@ -26,6 +27,24 @@ def webhooks_status() -> None:
     for name, count in sorted(counts.items()):
         table.add_row(name, str(count))
     console.print(table)
+    if counts.get("unresolved"):
+        held: list[UnresolvedRow] = with_pool(lambda pool: WebhookInbox(pool).unresolved())
+        console.print(_unresolved_table(held))
+
+
+def _unresolved_table(rows: list[UnresolvedRow]) -> Table:
+    table = Table(title="unresolved (newest first)")
+    for column in ("id", "provider", "event id", "received", "why"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.provider,
+            row.event_id,
+            f"{row.received_at:%Y-%m-%d %H:%M:%S}",
+            row.outcome,
+        )
+    return table
 
 
 @webhooks_app.command("replay")

@@ -80,6 +80,7 @@ class AcceptedReply(BaseModel):
     provider_session_id: str | None = None
     checkout_url: str | None = None
     expires_at: datetime | None = None
+    expiry_enforced_by: Literal["provider", "orchestrator"] | None = None
     client_secret: str | None = Field(default=None, repr=False)
 
 
@@ -184,6 +185,7 @@ def accepted_reply(command_id: str, result: Accepted) -> bytes:
                 "provider_session_id": opened.provider_session_id,
                 "checkout_url": opened.checkout_url,
                 "expires_at": opened.expires_at,
+                "expiry_enforced_by": opened.expiry_enforced_by,
                 "client_secret": secret.get_secret_value() if secret else None,
             }
         )

@@ -103,6 +103,9 @@ class Capabilities(Value):
     modes: frozenset[Mode]
     min_amount: dict[CurrencyCode, int] = Field(default_factory=dict)
     max_amount: dict[CurrencyCode, int] = Field(default_factory=dict)
+    # OpenMeter refuses a hosted session without one ("success url is required for hosted
+    # ui mode"): the router drops such a provider for such a request instead of failing.
+    hosted_requires_success_url: bool = False
 
 
 def idempotency_key(session_id: str, attempt: int) -> str:
@@ -173,6 +176,10 @@ class WebhookEvent(Value):
     provider_session_id: str | None = None
     session: ProviderSession | None = None
     occurred_at: UtcDatetime | None = None
+    # When the notification is about a payment, not the session (lomi's transaction row):
+    # our session id if the payment echoes our metadata, and what the payment says was paid.
+    session_id: str | None = None
+    amounts: Amounts | None = None
 
 
 class PaymentProvider(Protocol):

@@ -2,7 +2,8 @@
 
 ``route`` takes the first rule whose conditions all hold, orders its providers (a
 weighted rule puts a per-session, stable pick first), then drops every provider that
-cannot take the checkout (capabilities: currency, mode, amount limits) or is failing now
+cannot take the checkout (capabilities: currency, mode, amount limits, a success_url for
+a provider whose hosted page needs one) or is failing now
 (health). It guarantees:
 
 - the chosen provider (first candidate) is capable and healthy, or `NoRoute` is raised;
@@ -21,7 +22,7 @@ from typing import Protocol
 
 from pydantic import Field, model_validator
 
-from events.catalog import DroppedCandidate, RoutingExplanation
+from events.catalog import DroppedCandidate, RoutingExplanation, UiMode
 from events.money import CurrencyCode, MinorUnits
 from events.values import CountryCode, Metadata, Mode, Provider, Value
 from orchestrator.domain.commands import CreateCheckoutSession
@@ -64,6 +65,8 @@ class RouteRequest(Value):
     country: CountryCode | None = None
     mode: Mode = Mode.PAYMENT
     metadata: Metadata = Field(default_factory=dict)
+    ui_mode: UiMode = "hosted"
+    has_success_url: bool = False
 
     @classmethod
     def for_create(cls, command: CreateCheckoutSession) -> RouteRequest:
@@ -78,6 +81,8 @@ class RouteRequest(Value):
             country=customer.country or address_country,
             mode=command.mode,
             metadata=command.metadata,
+            ui_mode=command.ui_mode,
+            has_success_url=command.urls.success_url is not None,
         )
 
 
@@ -149,6 +154,9 @@ def capability_problems(caps: Capabilities, request: RouteRequest) -> Iterator[s
     """Why a provider with ``caps`` cannot take ``request`` (nothing when it can)."""
     if request.mode not in caps.modes:
         yield f"capability: mode {request.mode.value} not supported"
+    hosted = request.ui_mode == "hosted"
+    if caps.hosted_requires_success_url and hosted and not request.has_success_url:
+        yield "capability: a hosted session needs a success_url"
     if request.currency not in caps.currencies:
         yield f"capability: {request.currency} not supported"
         return

@@ -24,9 +24,12 @@ message, details}, "request_id"}`` with the codes of its exception filter
 Drives (also ``POST /_sim/sessions/{id}/pay|fail|expire``):
 
 - pay: status ``completed``, webhook PAYMENT_SUCCEEDED whose data is the transaction
-  (naming ``checkout_session_id``). ``legacy_events`` sends the older
-  CHECKOUT_COMPLETED with the session as data instead; ``ambiguous_webhooks`` leaves
-  the session id out of the data (the case the orchestrator settles by polling).
+  row as lomi's webhook sender sends it (its ``get_transaction`` shape, sanitised:
+  ``transaction_id``, ``gross_amount``, ``net_amount``, ``fee_amount``, ...; no checkout
+  session id; kamayakoi/lomi. ``apps/api/src/webhooks``, commit 0add339a). Its
+  ``metadata`` echoes the session's (unconfirmed against a real lomi account; the
+  simulators' ``echo_metadata`` switch sends it empty). ``legacy_events`` sends the
+  older CHECKOUT_COMPLETED with the session as data instead.
 - fail: the session stays ``open`` (the customer may try again), webhook PAYMENT_FAILED.
 - expire: status ``expired``, no webhook.
 
@@ -57,6 +60,7 @@ from orchestrator.sandbox.simulator import DriveRequest, DriveResult, Simulator,
 __all__ = ["LomiSimulator"]
 
 SESSION_TTL = timedelta(minutes=60)
+_FEE_RATE = 0.03  # an illustrative fee, so gross and net differ as they do at lomi
 CURRENCIES = frozenset({"XOF", "USD", "EUR"})
 
 
@@ -117,7 +121,6 @@ class LomiSimulator(Simulator):
         self.environment = environment
         self.organization_id = str(uuid.uuid4())
         self.legacy_events = False
-        self.ambiguous_webhooks = False
         self.sessions: dict[str, dict[str, Any]] = {}
         self.prices: dict[str, int] = {}  # price id -> unit amount (smallest unit)
         self.ignored_fields: list[str] = []  # create fields lomi's schema lacks, as sent
@@ -321,20 +324,32 @@ class LomiSimulator(Simulator):
         session["updated_at"] = _iso(self._now())
 
     def _transaction(self, session: Mapping[str, Any], status: str) -> dict[str, Any]:
-        transaction: dict[str, Any] = {
+        """lomi's transaction row, minus what its sender strips (fee_structure_id, is_pos...)."""
+        gross = float(session["amount"])
+        fee = float(math.floor(gross * _FEE_RATE))
+        now = _iso(self._now())
+        return {
             "transaction_id": str(uuid.uuid4()),
+            "organization_id": self.organization_id,
+            "customer_id": session.get("customer_id") or str(uuid.uuid4()),
             "status": status,
-            "amount": session["amount"],
+            "transaction_type": "payment",
+            "description": session.get("title") or "Checkout payment",
+            "gross_amount": gross,
+            "fee_amount": fee,
+            "net_amount": gross - fee,
+            "fee_name": "Wave",
+            "fee_category": "transaction",
+            "fee_subcategory": "mobile_money",
             "currency_code": session["currency_code"],
             "provider_code": "WAVE",
             "payment_method_code": "MOBILE_MONEY",
-            "customer_email": session["customer_email"],
+            "product_id": session.get("product_id"),
+            "subscription_id": session.get("subscription_id"),
             "metadata": dict(session["metadata"]),
-            "created_at": _iso(self._now()),
+            "created_at": session["created_at"],
+            "updated_at": now,
         }
-        if not self.ambiguous_webhooks:
-            transaction["checkout_session_id"] = session["checkout_session_id"]
-        return transaction
 
     async def _send(
         self, event: str, data: Mapping[str, Any], drive: DriveRequest | None

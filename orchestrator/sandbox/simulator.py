@@ -9,7 +9,7 @@ every simulator the same control surface, outside the provider's API, under ``/_
     POST   /_sim/sessions/{id}/pay       drive to paid; sends the provider's signed webhook(s)
     POST   /_sim/sessions/{id}/fail      drive to failed (provider-specific meaning)
     POST   /_sim/sessions/{id}/expire    drive to expired, as if its expiry had passed
-           body (optional JSON): {"delayed": bool, "background": bool,
+           body (optional JSON): {"delayed": bool, "background": bool, "echo_metadata": bool,
                                   "customer": {"name", "email", "phone", "address": {...}}}
     GET    /_sim/sessions/{id}           the provider's own object, for tests
     GET    /_sim/stats                   counters, e.g. {"sessions_created": 1, ...}
@@ -21,7 +21,10 @@ every simulator the same control surface, outside the provider's API, under ``/_
     POST   /_sim/webhooks/{delivery_id}/redeliver   send one again, freshly signed
 
 The same controls from Python: ``await sim.pay(id)``, ``sim.faults.set(error_next=2)``,
-``sim.webhooks.url = ...``, ``sim.stats()``. Faults apply to the provider routes only,
+``sim.webhooks.url = ...``, ``sim.stats()``, ``sim.echo_metadata = False`` (webhooks echo
+none of our metadata: every ``metadata`` object in their body is sent empty, as after a
+dashboard edit or for a session opened elsewhere; ``{"echo_metadata": false}`` on one
+drive does the same for that drive's webhooks). Faults apply to the provider routes only,
 never to ``/_sim``. Lifecycle: ``async with StripeSimulator(...) as sim: sim.base_url``,
 or ``await sim.start()`` / ``await sim.stop()``, inside the caller's running loop.
 
@@ -31,9 +34,11 @@ lazily on first use of `Simulator.app`.
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import cached_property
 from types import TracebackType
 from typing import Annotated, Any, ClassVar, Self
@@ -59,6 +64,10 @@ __all__ = [
 
 Clock = Callable[[], float]
 """Unix time in seconds; simulators take one so tests can move time."""
+
+# One drive's ``echo_metadata: false``; a context variable, so concurrent drives and the
+# background deliveries they start (which copy the context) each keep their own.
+_DRIVE_ECHOES_METADATA: ContextVar[bool] = ContextVar("drive_echoes_metadata", default=True)
 
 
 class SimulatorError(CheckoutError):
@@ -115,6 +124,7 @@ class DriveRequest(BaseModel):
     delayed: bool = False  # a delayed payment method (e.g. Stripe: completed unpaid first)
     background: bool = False  # answer before the webhooks are delivered
     customer: DriveCustomer | None = None  # the payer's details, where the provider collects them
+    echo_metadata: bool = True  # False: this drive's webhooks carry empty metadata
 
 
 class DriveResult(BaseModel):
@@ -145,6 +155,7 @@ class Simulator(ABC):
         self._host = "127.0.0.1"
         self._port = port
         self._server: HttpServer | None = None
+        self.echo_metadata = True
 
     # --- what a provider simulator implements ---------------------------------------------
 
@@ -181,6 +192,8 @@ class Simulator(ABC):
     async def emit(
         self, event_id: str, event_type: str, body: bytes, sign: Signer, *, background: bool
     ) -> Delivery:
+        if not (self.echo_metadata and _DRIVE_ECHOES_METADATA.get()):
+            body = _without_metadata(body)
         return await self.webhooks.send(event_id, event_type, body, sign, background=background)
 
     @cached_property
@@ -241,7 +254,11 @@ class Simulator(ABC):
 
         @router.post("/sessions/{session_id}/pay")
         async def pay(session_id: str, drive: DriveRequest | None = None) -> DriveResult:
-            return await self.pay(session_id, drive)
+            token = _DRIVE_ECHOES_METADATA.set(drive is None or drive.echo_metadata)
+            try:
+                return await self.pay(session_id, drive)
+            finally:
+                _DRIVE_ECHOES_METADATA.reset(token)
 
         @router.post("/sessions/{session_id}/fail")
         async def fail(session_id: str, drive: DriveRequest | None = None) -> DriveResult:
@@ -294,3 +311,19 @@ class Simulator(ABC):
                 raise SimulatorError(404, f"no delivery {delivery_id}") from None
 
         return router
+
+
+def _without_metadata(body: bytes) -> bytes:
+    """The webhook body with every ``metadata`` object emptied (before it is signed)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: {} if key == "metadata" and isinstance(item, dict) else strip(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [strip(item) for item in value]
+        return value
+
+    return json.dumps(strip(json.loads(body))).encode()

@@ -52,6 +52,7 @@ from orchestrator.routing.rules import RoutingRules
 from orchestrator.services.handling import (
     Accepted,
     CommandContext,
+    ExpiryEnforcer,
     OpenedAt,
     check_same_request,
 )
@@ -72,6 +73,7 @@ class _Draft:
 
     state: State
     events: list[CheckoutEvent] = field(default_factory=list)
+    expiry_enforcer: ExpiryEnforcer | None = None
 
     def apply(self, command: Command) -> None:
         for event in decide(self.state, command):
@@ -140,7 +142,9 @@ class CreateFlow:
             return await self._after_race(command, context, duplicate=True)
         if opened is None:
             raise self._all_failed(command.session_id, draft)
-        return _created(draft.events, result.last_sequence, len(draft.events), opened)
+        return _created(
+            draft.events, result.last_sequence, len(draft.events), opened, draft.expiry_enforcer
+        )
 
     async def _open_first(
         self,
@@ -172,6 +176,7 @@ class CreateFlow:
                 continue
             self._count_call(provider, "ok")
             self._health.record_success(provider)
+            session, draft.expiry_enforcer = with_our_expiry(session, command.expires_at)
             draft.apply(_opened(command.session_id, self._clock(), session))
             return session
         return None
@@ -306,8 +311,23 @@ def _opened(session_id: str, at: datetime, session: ProviderSession) -> RecordPr
     )
 
 
+def with_our_expiry(
+    session: ProviderSession, ours: datetime | None
+) -> tuple[ProviderSession, ExpiryEnforcer | None]:
+    """The session with the expiry that holds, and who enforces it: ours when the provider
+    would keep the session open longer or ignores ours (lomi applies its own 60 minutes),
+    closed then by the settlement sweeper; else the provider's own."""
+    if ours is None or (session.expires_at is not None and session.expires_at <= ours):
+        return session, ("provider" if session.expires_at is not None else None)
+    return session.model_copy(update={"expires_at": ours}), "orchestrator"
+
+
 def _created(
-    events: list[CheckoutEvent], sequence: int, appended: int, session: ProviderSession
+    events: list[CheckoutEvent],
+    sequence: int,
+    appended: int,
+    session: ProviderSession,
+    enforcer: ExpiryEnforcer | None,
 ) -> Accepted:
     opened = OpenedAt(
         session.provider,
@@ -315,5 +335,6 @@ def _created(
         session.checkout_url,
         session.expires_at,
         session.client_secret,
+        enforcer,
     )
     return Accepted(events[0].session_id, sequence, appended, opened=opened)

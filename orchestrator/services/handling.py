@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from opentelemetry import trace
 from pydantic import SecretStr
@@ -37,6 +37,7 @@ __all__ = [
     "CommandContext",
     "CommandHandler",
     "CreateSessions",
+    "ExpiryEnforcer",
     "OpenedAt",
     "check_same_request",
 ]
@@ -61,6 +62,9 @@ class Accepted:
     opened: OpenedAt | None = None
 
 
+ExpiryEnforcer = Literal["provider", "orchestrator"]
+
+
 @dataclass(frozen=True, slots=True)
 class OpenedAt:
     """Where a created session can be paid (create commands with providers only)."""
@@ -70,6 +74,9 @@ class OpenedAt:
     checkout_url: str | None
     expires_at: datetime | None
     client_secret: SecretStr | None = field(default=None, repr=False)
+    # who closes the session at ``expires_at``: the provider, or our sweeper when the
+    # provider ignores our expiry or keeps it open longer (lomi: its own 60 minutes)
+    expiry_enforced_by: ExpiryEnforcer | None = None
 
 
 def check_same_request(history: SessionHistory, context: CommandContext) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-__all__ = ["InboxRow", "WebhookInbox"]
+__all__ = ["InboxRow", "UnresolvedRow", "WebhookInbox"]
 
 _KEPT_HEADERS_EXCLUDE = frozenset({"authorization", "cookie", "x-api-key"})
 
@@ -28,6 +28,17 @@ class InboxRow:
     headers: dict[str, str]
     body: bytes
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnresolvedRow:
+    """A held notification no session of ours could be found for (for ``webhooks status``)."""
+
+    id: int
+    provider: str
+    event_id: str
+    received_at: datetime
+    outcome: str
 
 
 class WebhookInbox:
@@ -140,3 +151,26 @@ class WebhookInbox:
             "SELECT status, count(*) AS n FROM webhook_inbox GROUP BY status"
         )
         return {r["status"]: int(r["n"]) for r in rows}
+
+    async def unresolved(self, limit: int = 20) -> list[UnresolvedRow]:
+        """The newest rows kept as ``unresolved``: held (the provider got its 2xx), not lost."""
+        rows = await self._pool.fetch(
+            """
+            SELECT id, provider, event_id, received_at, coalesce(outcome, '') AS outcome
+            FROM webhook_inbox WHERE status = 'unresolved'
+            ORDER BY id DESC LIMIT $1
+            """,
+            limit,
+        )
+        return [UnresolvedRow(**dict(r)) for r in rows]
+
+    async def providers_with_unresolved(self, since: datetime | None) -> set[str]:
+        """Providers with rows settled ``unresolved`` after ``since`` (all, when None)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT DISTINCT provider FROM webhook_inbox
+            WHERE status = 'unresolved' AND ($1::timestamptz IS NULL OR processed_at > $1)
+            """,
+            since,
+        )
+        return {r["provider"] for r in rows}

@@ -5,11 +5,16 @@ Each row is verified again from its raw bytes (with the time it was received), s
 The command id is derived from (provider, event id): however often a row is
 processed, its command has one effect.
 
+Which session a row is about is resolved by the provider's own ids first (the
+references recorded when the provider session was opened), our echoed metadata second
+(`orchestrator.webhooks.resolution`).
+
 Outcomes: ``done`` (command accepted), ``ignored`` (changes nothing), ``rejected``
 (the decider refused it, e.g. a completion after the session expired: kept with the
-reason for a human), ``unresolved`` (names no session of ours after every retry: the
-poller settles such sessions from the provider's state). A session not created yet
-(the webhook overtook our create) is retried with back-off.
+reason for a human), ``unresolved`` (names no session of ours after a few retries:
+kept, visible in ``webhooks status``, and reconciliation settles such sessions from the
+provider's state). A session not created or not projected yet (the webhook overtook our
+create) is retried with back-off.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from events.values import Provider
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
 from orchestrator.providers.base import PaymentProvider, ProviderError
 from orchestrator.webhooks.inbox import InboxRow, WebhookInbox
+from orchestrator.webhooks.resolution import ReferenceLookup, resolve_session_id
 from orchestrator.webhooks.translate import CommandToSend, Ignored, translate
 
 __all__ = ["WebhookProcessor"]
@@ -33,6 +39,9 @@ __all__ = ["WebhookProcessor"]
 _log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+# The reference is projected moments after the provider session opens; a webhook that
+# overtakes it is retried briefly (0.2 + 0.4 + 0.8 s) before it is stored unresolved.
+RESOLVE_ATTEMPTS = 4
 _RETRYABLE_REJECTIONS = frozenset({"session_not_found", "concurrency_conflict", "internal_error"})
 # Providers do not promise order: an async payment result (Stripe's async_payment_succeeded)
 # can overtake the completion it follows, and is refused until that completion is recorded.
@@ -50,6 +59,7 @@ class WebhookProcessor:
         inbox: WebhookInbox,
         providers: Mapping[Provider, PaymentProvider],
         client: CheckoutClient,
+        lookup: ReferenceLookup,
         *,
         batch: int = 50,
     ) -> None:
@@ -57,6 +67,7 @@ class WebhookProcessor:
         self._inbox = inbox
         self._providers = providers
         self._client = client
+        self._lookup = lookup
         self._batch = batch
         self._wake = asyncio.Event()
 
@@ -90,12 +101,14 @@ class WebhookProcessor:
         except ProviderError as exc:
             await self._inbox.settle(conn, row.id, "rejected", exc.message)
             return
-        session_id = event.session.session_id if event.session else None
+        session_id = await resolve_session_id(event, self._lookup)
         outcome = translate(event, session_id)
         if isinstance(outcome, Ignored):
             await self._inbox.settle(conn, row.id, "ignored", outcome.reason)
         elif isinstance(outcome, CommandToSend):
             await self._send(conn, row, outcome)
+        elif session_id is None and row.attempts + 1 < RESOLVE_ATTEMPTS:
+            await self._inbox.retry_later(conn, row.id, outcome.reason, _backoff(row.attempts))
         else:
             await self._inbox.settle(conn, row.id, "unresolved", outcome.reason)
 

@@ -1,7 +1,8 @@
 """What a verified provider notification asks of a session, as a command (pure).
 
-A notification that names no session of ours (lomi's ambiguous events, a session
-created elsewhere) yields `Unresolved`: the inbox keeps it and a poller settles the
+Which session it is about is decided before (`orchestrator.webhooks.resolution`: the
+provider's own ids first, our echoed metadata second). A notification that names no
+session of ours yields `Unresolved`: the inbox keeps it and reconciliation settles the
 session from the provider's own state.
 """
 
@@ -61,6 +62,15 @@ def _completion(session: ProviderSession) -> dict[str, Any]:
     }
 
 
+def _completion_of(event: WebhookEvent) -> dict[str, Any] | None:
+    if event.session is not None:
+        return _completion(event.session)
+    if event.amounts is not None:
+        # a payment row (lomi's PAYMENT_SUCCEEDED): paid, for what the payment says it took
+        return {"payment_status": "paid", "amounts": event.amounts.model_dump(mode="json")}
+    return None
+
+
 def translate(event: WebhookEvent, session_id: str | None) -> Translation:
     """``session_id`` is ours, when known (from the provider's echo or a lookup)."""
     if event.kind == "ignored":
@@ -74,10 +84,11 @@ def translate(event: WebhookEvent, session_id: str | None) -> Translation:
     command_type: str
     match event.kind:
         case "completed":
-            if event.session is None:
+            completion = _completion_of(event)
+            if completion is None:
                 return Unresolved(f"{event.provider_type} carries no session: poll it")
             command_type = "complete"
-            payload |= _completion(event.session)
+            payload |= completion
         case "processing":
             command_type = "mark_processing"
             payload["provider_status"] = event.provider_type[:100]

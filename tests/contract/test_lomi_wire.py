@@ -118,11 +118,6 @@ async def test_every_create_the_adapter_sends_is_one_lomi_reads(
         SCHEMA.assert_valid("CheckoutSessionCreate", exchange.request_json())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 3 (branch providers-core): the adapter still sends expires_at and "
-    "allowed_providers, which lomi's create schema lacks and lomi ignores",
-)
 async def test_the_adapter_sends_no_field_lomi_ignores(
     provider: LomiProvider, wire: tuple[LomiSimulator, list[Exchange]]
 ) -> None:

@@ -90,6 +90,21 @@ async def test_poison_events_are_parked_and_later_events_still_project(env):
     assert nul_sid not in actual.sessions
 
 
+async def test_004_indexes_sessions_by_provider_reference_now_and_after_a_rebuild(database_url):
+    await migrate(database_url, until="003_daily_totals_by_partition")
+    assert await migrate(database_url) == ["004_sessions_by_provider_reference"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT projection_create_tables('sessions', 2)")
+        indexes = await conn.fetch(
+            "SELECT tablename FROM pg_indexes WHERE indexname LIKE 'rm_sessions_v%_provider_ref'"
+            " ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+    assert [r["tablename"] for r in indexes] == ["rm_sessions_v1", "rm_sessions_v2"]
+
+
 async def test_003_keys_existing_daily_totals_by_partition_in_place(database_url):
     await migrate(database_url, until="002_read_models")
     conn = await asyncpg.connect(database_url)
@@ -97,7 +112,8 @@ async def test_003_keys_existing_daily_totals_by_partition_in_place(database_url
         await conn.execute(
             "INSERT INTO rm_daily_totals_v1 VALUES ('2026-11-01', 'stripe', 'EUR', 'open', 3, 300)"
         )
-        assert await migrate(database_url) == ["003_daily_totals_by_partition"]
+        applied = await migrate(database_url, until="003_daily_totals_by_partition")
+        assert applied == ["003_daily_totals_by_partition"]
         await conn.execute(
             "INSERT INTO rm_daily_totals_v1 (day, provider, currency, status, partition, "
             "sessions, amount) VALUES ('2026-11-01', 'stripe', 'EUR', 'open', 5, -1, -100)"

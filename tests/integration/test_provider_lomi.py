@@ -6,6 +6,7 @@ in tests/integration/providers/test_contract.py; this file keeps what is lomi's 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -146,7 +147,9 @@ async def test_open_returns_an_open_session_with_integer_francs(
     assert retrieved.model_dump(exclude={"raw"}) == session.model_dump(exclude={"raw"})
 
 
-async def test_line_items_and_an_explicit_expiry(lomi: LomiProvider, clock: Clock) -> None:
+async def test_line_items_and_our_expiry_which_lomi_does_not_take(
+    lomi: LomiProvider, clock: Clock
+) -> None:
     amount = RequestedAmount(
         currency="EUR", line_items=(LineItem(name="Tea", quantity=3, unit_amount=250),)
     )
@@ -154,7 +157,8 @@ async def test_line_items_and_an_explicit_expiry(lomi: LomiProvider, clock: Cloc
     session = await lomi.open_session(request(amount=amount, expires_at=expires))
     assert session.amounts is not None
     assert (session.currency, session.amounts.total) == ("EUR", 750)
-    # lomi's create schema has no expires_at: lomi ignores it and applies its own 60 minutes
+    # not sent (not in lomi's create schema): lomi's own 60 minutes; the orchestrator
+    # enforces our 15 (create_flow.with_our_expiry + the settlement sweeper)
     assert session.expires_at is not None
     assert session.created_at is not None
     assert session.expires_at - session.created_at == timedelta(minutes=60)
@@ -216,7 +220,7 @@ async def test_list_sessions(lomi: LomiProvider, sim: LomiSimulator, clock: Cloc
 # --- pay, fail, expire ------------------------------------------------------------------------
 
 
-async def test_pay_sends_payment_succeeded_naming_the_session(
+async def test_pay_sends_payment_succeeded_with_the_transaction_row(
     lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
 ) -> None:
     session = await lomi.open_session(request())
@@ -224,8 +228,15 @@ async def test_pay_sends_payment_succeeded_naming_the_session(
     assert [w["state"] for w in result["webhooks"]] == ["delivered"]
     ((headers, body),) = receiver.received
     assert headers["x-lomi-event"] == "PAYMENT_SUCCEEDED"
+    data = json.loads(body)["data"]
+    assert "checkout_session_id" not in data  # lomi's row names no checkout session
+    assert data["gross_amount"] == 10000.0
+    assert data["net_amount"] < data["gross_amount"]
     event = lomi.verify_webhook(headers, body, clock.at())
-    assert (event.kind, event.provider_session_id) == ("completed", session.provider_session_id)
+    assert (event.kind, event.provider_session_id) == ("completed", None)
+    assert event.session_id == "cs_lomi_1"  # our id, echoed in the transaction's metadata
+    assert event.amounts is not None
+    assert (event.amounts.currency, event.amounts.total) == ("XOF", 10000)
     assert event.event_id.startswith("evt_")
     assert not transformers.needs_poll(event)
     paid = await lomi.retrieve_session(session.provider_session_id)
@@ -251,17 +262,34 @@ async def test_the_older_checkout_completed_event_carries_the_session(
 async def test_an_ambiguous_payment_is_settled_by_polling(
     lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
 ) -> None:
-    sim.ambiguous_webhooks = True
+    sim.echo_metadata = False
     paid_one = await lomi.open_session(request())
     other = await lomi.open_session(request(session_id="cs_lomi_2"))
     await sim.pay(paid_one.provider_session_id)
     ((headers, body),) = receiver.received
     event = lomi.verify_webhook(headers, body, clock.at())
-    assert (event.kind, event.provider_session_id) == ("completed", None)
+    assert (event.kind, event.provider_session_id, event.session_id) == ("completed", None, None)
     assert transformers.needs_poll(event)
     # The poller: retrieve each session still open on our side, settle from lomi's status.
     polled = [await lomi.retrieve_session(s.provider_session_id) for s in (paid_one, other)]
     assert [s.status for s in polled] == [SessionStatus.COMPLETE, SessionStatus.OPEN]
+
+
+async def test_a_pay_drive_can_send_the_webhook_without_our_metadata(
+    lomi: LomiProvider, sim: LomiSimulator, receiver: Receiver, clock: Clock
+) -> None:
+    session = await lomi.open_session(request())
+    async with httpx.AsyncClient(base_url=sim.base_url) as client:
+        answer = await client.post(
+            f"/_sim/sessions/{session.provider_session_id}/pay", json={"echo_metadata": False}
+        )
+    answer.raise_for_status()
+    ((headers, body),) = receiver.received
+    assert json.loads(body)["data"]["metadata"] == {}
+    event = lomi.verify_webhook(headers, body, clock.at())  # signed after emptying
+    assert (event.kind, event.session_id) == ("completed", None)
+    assert transformers.needs_poll(event)
+    assert sim.echo_metadata  # only that drive
 
 
 async def test_a_failed_payment_leaves_the_session_open(
@@ -271,10 +299,7 @@ async def test_a_failed_payment_leaves_the_session_open(
     await drive(sim, session.provider_session_id, "fail")
     ((headers, body),) = receiver.received
     event = lomi.verify_webhook(headers, body, clock.at())
-    assert (event.kind, event.provider_session_id) == (
-        "payment_failed",
-        session.provider_session_id,
-    )
+    assert (event.kind, event.provider_session_id) == ("payment_failed", None)
     still = await lomi.retrieve_session(session.provider_session_id)
     assert (still.status, still.payment_status) == (SessionStatus.OPEN, PaymentStatus.UNPAID)
 

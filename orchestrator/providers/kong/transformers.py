@@ -68,7 +68,11 @@ _REQUIRED = ("customer_id", "stripe_customer_id", "session_id", "setup_intent_id
 
 
 def capabilities() -> Capabilities:
-    return Capabilities(currencies=STRIPE_CURRENCIES, modes=frozenset({Mode.SETUP}))
+    return Capabilities(
+        currencies=STRIPE_CURRENCIES,
+        modes=frozenset({Mode.SETUP}),
+        hosted_requires_success_url=True,
+    )
 
 
 def checkout_sessions_path(customer_id: str) -> str:

@@ -49,9 +49,6 @@ class LomiConfig(BaseModel):
     webhook_secret: SecretStr
     base_url: str = "https://api.lomi.africa"
     timeout_seconds: float = Field(default=10.0, gt=0)
-    allowed_providers: tuple[
-        str, ...
-    ] = ()  # e.g. ("WAVE", "ORANGE", "MTN"); empty = lomi's default
 
 
 class LomiApi:
@@ -163,9 +160,7 @@ class LomiProvider:
         )
 
     async def open_session(self, request: OpenRequest) -> ProviderSession:
-        body = transformers.build_create_body(
-            request, allowed_providers=self._config.allowed_providers
-        )
+        body = transformers.build_create_body(request)
         created = await self._api.create_checkout_session(
             body, idempotency_key=request.idempotency_key
         )

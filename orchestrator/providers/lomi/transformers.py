@@ -4,8 +4,10 @@ Owns the facts of PROVIDERS.md "lomi." that touch money or trust:
 
 - Create takes only XOF, USD and EUR, ``amount`` (or line items), and
   ``customer_email`` or ``customer_id``; anything else is `ProviderRejected` before a
-  call. Payment mode only. Expiry defaults to 60 minutes at lomi; we send
-  ``expires_at`` only when the request has one.
+  call. Payment mode only. lomi's create schema (its DTO, kamayakoi/lomi. commit
+  0add339a) has neither ``expires_at`` nor ``allowed_providers``: lomi applies its own
+  60-minute expiry, so we send neither; the orchestrator enforces an earlier
+  ``expires_at`` of ours itself (the settlement sweeper closes the session).
 - Status open | completed | expired ("completed", not Stripe's "complete") map to
   canonical open | complete | expired; anything else is pending (open + unpaid).
 - ``amount`` is a float on the wire in the currency's smallest unit (XOF has none
@@ -16,10 +18,17 @@ Owns the facts of PROVIDERS.md "lomi." that touch money or trust:
   dedupes on `WebhookEvent.event_id` (the body's ``id``).
 - PAYMENT_SUCCEEDED and the older CHECKOUT_COMPLETED mean ``completed``;
   PAYMENT_FAILED means ``payment_failed``; any other event is ``ignored``.
-- *Ambiguous* webhooks: when the data names no checkout session, the event keeps its
-  kind but has ``provider_session_id=None`` and no session. `needs_poll` is true for
-  those: the caller must not guess which session was paid; the poller retrieves the
-  open lomi sessions and settles them from lomi's own status.
+- PAYMENT_SUCCEEDED / PAYMENT_FAILED carry lomi's *transaction row* (its
+  ``get_transaction`` shape: ``transaction_id``, ``gross_amount``, ``net_amount``,
+  ``fee_amount``, ``currency_code``, ``status``, ``metadata``, ...; read from lomi's
+  webhook sender, kamayakoi/lomi. ``apps/api/src/webhooks``, commit 0add339a), which
+  names no checkout session. The event then has ``provider_session_id=None`` and no
+  session, ``amounts`` from ``gross_amount`` (what the customer paid; ``net_amount`` is
+  after lomi's fee) and ``session_id`` from our id if the transaction's metadata echoes
+  it. `needs_poll` is true when neither names a session: never guess which session was
+  paid; reconciliation retrieves the open lomi sessions and settles them from lomi's
+  own status. A ``checkout_session_id`` in the data (CHECKOUT_COMPLETED's session, or a
+  nested ``checkout_session``) is used first.
 - Our session id and client reference travel in the session's metadata.
 """
 
@@ -122,9 +131,7 @@ def to_minor_units(value: object, *, field: str = "amount") -> int:
 # --- requests -----------------------------------------------------------------------------------
 
 
-def build_create_body(
-    request: OpenRequest, *, allowed_providers: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def build_create_body(request: OpenRequest) -> dict[str, Any]:
     """The JSON body of ``POST /checkout-sessions``; refuses what lomi would refuse."""
     currency = request.amount.currency
     if currency not in SUPPORTED_CURRENCIES:
@@ -152,8 +159,6 @@ def build_create_body(
         "customer_phone": customer.phone,
         "success_url": request.urls.success_url,
         "cancel_url": request.urls.cancel_url,
-        "expires_at": request.expires_at.isoformat() if request.expires_at else None,
-        "allowed_providers": list(allowed_providers) or None,
     }
     return {key: value for key, value in body.items() if value is not None}
 
@@ -282,6 +287,7 @@ def parse_webhook(headers: Mapping[str, str], body: bytes) -> WebhookEvent:
     data = data if isinstance(data, Mapping) else {}
     kind = _EVENT_KINDS.get(event_type, "ignored")
     session = _webhook_session(data) if kind != "ignored" else None
+    is_payment = kind != "ignored" and session is None and "transaction_id" in data
     return WebhookEvent(
         provider=PROVIDER,
         event_id=str(payload["id"]),
@@ -290,12 +296,31 @@ def parse_webhook(headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         provider_session_id=_checkout_session_id(data) if kind != "ignored" else None,
         session=session,
         occurred_at=_event_time(payload.get("timestamp")),
+        session_id=string_metadata(data.get("metadata")).get(SESSION_ID_KEY)
+        if is_payment
+        else None,
+        amounts=_paid_amounts(data) if is_payment else None,
     )
 
 
 def needs_poll(event: WebhookEvent) -> bool:
-    """True when a meaningful lomi event names no checkout session: poll, don't guess."""
-    return event.kind != "ignored" and event.provider_session_id is None
+    """True when a meaningful lomi event names no session at all: poll, don't guess."""
+    return (
+        event.kind != "ignored" and event.provider_session_id is None and event.session_id is None
+    )
+
+
+def _paid_amounts(transaction: Mapping[str, Any]) -> Amounts | None:
+    """What a transaction row says the customer paid: ``gross_amount`` (before lomi's fee)."""
+    currency = upper_currency(transaction.get("currency_code"))
+    gross = transaction.get("gross_amount")
+    if currency is None or gross is None:
+        return None
+    try:
+        paid = to_minor_units(gross, field="gross_amount")
+    except ProviderRejected as exc:
+        raise WebhookRejected(PROVIDER, exc.message) from None
+    return Amounts(currency=currency, subtotal=paid, total=paid)
 
 
 def _event_type(headers: Mapping[str, str], payload: Mapping[str, Any]) -> str:

@@ -174,7 +174,14 @@ async def test_a_payment_is_told_by_a_verified_webhook_and_by_retrieve(signing: 
     opened = await _paid(signing, adapter)
     events = _verified(adapter, _receiver(signing))
     assert "completed" in {e.kind for e in events}
-    assert {e.provider_session_id for e in events} == {opened.provider_session_id}
+    # each names the session: by the provider's session id, or (a payment about it, as
+    # lomi's transaction row) by the orchestrator's id the payment echoes
+    for event in events:
+        assert (event.provider_session_id, event.session_id) in {
+            (opened.provider_session_id, None),
+            (opened.provider_session_id, "cs_contract_1"),
+            (None, "cs_contract_1"),
+        }, event
     assert (await adapter.retrieve_session(opened.provider_session_id)).status is (
         SessionStatus.COMPLETE
     )
