@@ -4,23 +4,33 @@ bodies and deeply nested JSON, against the running gateway (real HTTP, NATS, Pos
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import pkgutil
 import time
 
 import httpx
 import pytest
 import schemathesis
-import schemathesis.specs.openapi.schemas  # imported in the main thread: see below
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis import checks
 
 from tests.support.builders import create_body
 
-# The fuzzer runs in a worker thread (the gateway serves on this test's event loop), and
-# schemathesis imports its OpenAPI machinery lazily. Imported there for the first time, the
-# module goes through pytest's assertion rewriter (schemathesis is a pytest plugin), whose
-# compile() in a second thread trips CPython 3.11.7's "AST constructor recursion depth
-# mismatch". Imported here, in the main thread, it is done once and cached.
+
+def _import_all_of_schemathesis() -> None:
+    """The fuzzer runs in a worker thread (the gateway serves on this test's event loop), and
+    schemathesis imports parts of itself lazily. schemathesis is a pytest plugin, so pytest's
+    assertion rewriter compiles each of its modules on first import; in a second thread that
+    compile() trips CPython 3.11.7 ("AST constructor recursion depth mismatch"). Imported
+    here, in the main thread, every module is compiled once and cached."""
+    for module in pkgutil.walk_packages(schemathesis.__path__, "schemathesis."):
+        with contextlib.suppress(ImportError):  # optional extras (e.g. GraphQL) may be absent
+            importlib.import_module(module.name)
+
+
+_import_all_of_schemathesis()
 
 CHECKS = [  # and no 5xx, below
     checks.status_code_conformance,
