@@ -27,7 +27,7 @@ from orchestrator.bootstrap import Endpoints, orchestrator, read_side
 from orchestrator.client import CheckoutClient
 from orchestrator.sandbox.fleet import SandboxFleet
 from projections.source import EventSource, read_all
-from projections.status import wait_caught_up
+from projections.status import caught_up
 from tests.support.apps import settings_for
 from tests.support.infra import SteadyLoad, check_commands_in_stream
 from tests.support.projections import actual_from, expected_from
@@ -128,13 +128,12 @@ async def test_postgres_stop_and_restart_under_load(nats_url, stream_names, priv
         stop_polling.set()
         await poller
         last = max(load.ledger.accepted.values(), key=lambda a: a.reply.sequence).reply
-        caught_up_in = await _caught_up(read.pool, read.nc, source)
+        caught_up_in = await _caught_up(dsn, read.nc, source)
         ryw = await http.get(
             f"/v1/checkout-sessions/{last.session_id}", params={"min_sequence": last.sequence}
         )
         messages = await read_all(read.nc, source)
-        async with read.pool.acquire() as conn:
-            actual = await actual_from(conn)
+        actual = await _read_models(dsn)
     expected = expected_from(messages)
     stream_check = check_commands_in_stream(load.ledger, messages)
     outage = (stopped_at, restarted_at)
@@ -175,19 +174,33 @@ async def _eventually_ok(http: httpx.AsyncClient, route: str, timeout: float = 1
     await wait_until(ok, timeout, what=f"200 from {route}")
 
 
-async def _caught_up(pool, nc, source, timeout: float = 60.0) -> float:
+async def _read_models(dsn):
+    conn = await asyncpg.connect(dsn, timeout=5)  # not the pool: see _caught_up
+    try:
+        return await actual_from(conn)
+    finally:
+        await conn.close(timeout=5)
+
+
+async def _caught_up(dsn, nc, source, timeout: float = 60.0) -> float:
+    """Seconds until the projector caught up, asked on a fresh connection each time: a
+    pooled one may be left mid-operation by the outage (asyncpg: "another operation is in
+    progress"), and would then answer nothing but that for the rest of the test."""
     started = time.monotonic()
 
-    async def caught_up() -> bool:
-        await wait_caught_up(pool, nc, source, timeout=5)
-        return True
+    async def caught_up_now() -> bool:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            return await caught_up(conn, nc, source)
+        finally:
+            await conn.close(timeout=5)
 
     await wait_until(
-        caught_up,
+        caught_up_now,
         timeout,
         what="the projector to catch up",
         interval=0.1,
-        # not yet, or a pooled connection that died with the server
+        # not yet, or the server still restarting
         ignoring=(TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError),
     )
     return time.monotonic() - started
