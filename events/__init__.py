@@ -13,6 +13,8 @@ from events.catalog import (
     CheckoutExpired,
     CheckoutRequested,
     CheckoutRouted,
+    CustomerData,
+    CustomerForgotten,
     DroppedCandidate,
     PaymentProcessing,
     ProviderCallFailed,
@@ -23,6 +25,7 @@ from events.catalog import (
 from events.codec import DecodeError, EncodedEvent, Headers, decode, encode
 from events.envelope import EventMetadata, RecordedEvent
 from events.money import AmountError, CurrencyError, currency_exponent, to_minor_units
+from events.privacy import ErasedCustomer, SealedCustomer
 from events.values import (
     Address,
     Amounts,
@@ -52,9 +55,12 @@ __all__ = [
     "CheckoutRouted",
     "CurrencyError",
     "Customer",
+    "CustomerData",
+    "CustomerForgotten",
     "DecodeError",
     "DroppedCandidate",
     "EncodedEvent",
+    "ErasedCustomer",
     "EventMetadata",
     "Headers",
     "LineItem",
@@ -68,6 +74,7 @@ __all__ = [
     "RecordedEvent",
     "RequestedAmount",
     "RoutingExplanation",
+    "SealedCustomer",
     "SessionStatus",
     "SessionUrls",
     "currency_exponent",

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
+from events.privacy import ErasedCustomer, SealedCustomer, SubjectId
 from events.values import (
     AbsoluteUrl,
     Amounts,
@@ -38,6 +39,8 @@ __all__ = [
     "CheckoutExpired",
     "CheckoutRequested",
     "CheckoutRouted",
+    "CustomerData",
+    "CustomerForgotten",
     "DroppedCandidate",
     "EventBase",
     "PaymentProcessing",
@@ -50,6 +53,10 @@ __all__ = [
 
 UiMode = Literal["hosted", "embedded"]
 
+CustomerData = Customer | SealedCustomer | ErasedCustomer
+"""A customer as an event holds it: sealed as stored (schema v2), opened into `Customer`
+or `ErasedCustomer` by a reader with the key store; clear in events written before v2."""
+
 
 class EventBase(Value):
     session_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -60,10 +67,12 @@ class CheckoutRequested(EventBase):
     """The merchant asked for a checkout session; nothing is open at a provider yet."""
 
     type: Literal["requested"] = "requested"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     mode: Mode
     amount: RequestedAmount
-    customer: Customer = Customer()
+    subject: SubjectId | None = None
+    """The data subject the customer's personal data is sealed for (None: nothing personal)."""
+    customer: CustomerData = Customer()
     urls: SessionUrls = SessionUrls()
     ui_mode: UiMode = "hosted"
     metadata: Metadata = Field(default_factory=dict)
@@ -134,10 +143,11 @@ class CheckoutCompleted(EventBase):
     """The customer finished checkout. ``unpaid`` means a delayed method is still settling."""
 
     type: Literal["completed"] = "completed"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     payment_status: PaymentStatus
     amounts: Amounts | None = None
-    customer: Customer | None = None
+    subject: SubjectId | None = None
+    customer: CustomerData | None = None
     references: ProviderReferences = ProviderReferences()
 
 
@@ -164,6 +174,21 @@ class CheckoutCanceled(EventBase):
     reason: str | None = Field(default=None, max_length=1000)
 
 
+class CustomerForgotten(EventBase):
+    """A data subject was forgotten: its key is destroyed, its personal data unreadable.
+
+    Not a session's event: ``session_id`` is the subject's id, so it has a subject of its
+    own in the stream. It holds no personal data; ``sessions`` are the checkout sessions
+    whose data was sealed for the subject, ``metadata_keys`` the metadata names declared
+    personal when it was forgotten (read models drop them)."""
+
+    type: Literal["customer_forgotten"] = "customer_forgotten"
+    schema_version: Literal[1] = 1
+    subject: SubjectId
+    sessions: tuple[str, ...] = ()
+    metadata_keys: tuple[str, ...] = ()
+
+
 CheckoutEvent = Annotated[
     CheckoutRequested
     | CheckoutRouted
@@ -174,7 +199,8 @@ CheckoutEvent = Annotated[
     | AsyncPaymentSucceeded
     | AsyncPaymentFailed
     | CheckoutExpired
-    | CheckoutCanceled,
+    | CheckoutCanceled
+    | CustomerForgotten,
     Field(discriminator="type"),
 ]
 
@@ -193,6 +219,7 @@ EVENT_TYPES: dict[str, type[EventBase]] = {
         AsyncPaymentFailed,
         CheckoutExpired,
         CheckoutCanceled,
+        CustomerForgotten,
     )
 }
 """Event type string -> model of its current schema version."""

@@ -17,8 +17,18 @@ __all__ = ["UPCASTERS", "UnknownEventError", "Upcaster", "current_version", "upc
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
-"""(event type, from version) -> step to version + 1. Empty until a shape changes."""
+def _customer_stays_clear(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2 of ``requested`` and ``completed``: v2 seals the customer under a data
+    subject; a v1 event was written in clear and stays so (no subject), read as it is.
+    docs/privacy.md says how to move such a stream to sealed events."""
+    return payload
+
+
+UPCASTERS: Mapping[tuple[str, int], Upcaster] = {
+    ("requested", 1): _customer_stays_clear,
+    ("completed", 1): _customer_stays_clear,
+}
+"""(event type, from version) -> step to version + 1."""
 
 
 _VERSIONS: dict[type, int] = {}  # model -> its schema_version (model_fields is slow to read)

@@ -254,8 +254,11 @@ class Address(Value):
 
 
 class Customer(Value):
-    """Who pays. Personal data: kept out of logs and span attributes."""
+    """Who pays. Personal data: kept out of logs and span attributes, sealed in events
+    (`events.privacy`); only ``country`` is ever stored in clear."""
 
+    reference: Identifier | None = None
+    """The merchant's own id for this customer: the data subject it is erased by."""
     provider_customer_id: Identifier | None = None
     email: EmailAddress | None = None
     name: Text | None = None

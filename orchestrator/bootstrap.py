@@ -47,6 +47,17 @@ from orchestrator.jetstream.connection import connect as nats_connect
 from orchestrator.jetstream.event_store import EventStore
 from orchestrator.jetstream.fetch_contract import keep_fetch_contract
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
+from orchestrator.privacy.forgetting import Forgetter
+from orchestrator.privacy.keyring import (
+    KEK_FILE_SETTING,
+    KEK_SETTING,
+    KeyEncryptionKey,
+    KeyEncryptionKeyError,
+    Keyring,
+    generate_kek_file,
+)
+from orchestrator.privacy.sealing import Opener, Sealer
+from orchestrator.privacy.service import serve_forget
 from orchestrator.providers.base import PaymentProvider
 from orchestrator.routing.health import BreakerPolicy, HealthBoard
 from orchestrator.routing.rules import load_rules
@@ -76,13 +87,16 @@ __all__ = [
     "Endpoints",
     "Gateway",
     "Orchestrator",
+    "Privacy",
     "ReadSide",
     "connect_nats",
     "event_source",
     "gateway",
     "health_board",
+    "key_encryption_key",
     "open_pool",
     "orchestrator",
+    "privacy",
     "projector_settings",
     "read_endpoints",
     "read_side",
@@ -187,6 +201,48 @@ async def connect_nats(url: str, name: str, options: NatsOptions = ANONYMOUS) ->
         raise StoreUnavailable(f"cannot connect to NATS at {redact_url(url)}: {exc!r}") from exc
 
 
+# --- personal data: the key store, sealing and opening (docs/privacy.md) ---------------------
+
+
+def key_encryption_key(settings: Settings, endpoints: Endpoints) -> KeyEncryptionKey:
+    """The KEK from the settings; generated in the data directory for the embedded
+    Postgres when none is set; `KeyEncryptionKeyError` (naming the setting) otherwise."""
+    if settings.privacy_kek is not None:
+        return KeyEncryptionKey.parse(settings.privacy_kek.get_secret_value(), KEK_SETTING)
+    if settings.privacy_kek_file is not None:
+        return KeyEncryptionKey.from_file(settings.privacy_kek_file)
+    if endpoints.embedded_postgres:
+        return generate_kek_file(settings.generated_kek_file)
+    raise KeyEncryptionKeyError(
+        f"{KEK_FILE_SETTING} (or {KEK_SETTING}) must be set: customers' personal data is "
+        "sealed under keys it wraps (docs/privacy.md)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Privacy:
+    keyring: Keyring
+    sealer: Sealer
+    opener: Opener
+    personal_metadata_keys: tuple[str, ...]
+
+
+@asynccontextmanager
+async def privacy(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Privacy]:
+    """The key store, checked against the KEK (a wrong one refuses to start), on a
+    migrated database."""
+    kek = key_encryption_key(settings, endpoints)
+    await migrate(endpoints.database_url, also=("orchestrator",))
+    pool = await open_pool(endpoints.database_url, settings)
+    try:
+        keyring = Keyring(pool, kek)
+        await keyring.start()
+        keys = settings.personal_metadata_keys
+        yield Privacy(keyring, Sealer(keyring, keys), Opener(keyring), keys)
+    finally:
+        await pool.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Orchestrator:
     nc: NatsClient
@@ -243,11 +299,14 @@ async def orchestrator(
     telemetry: Telemetry | None = None,
     clock: Callable[[], datetime] = utc_now,
     new_id: Callable[[], str] = new_ulid,
+    personal: Privacy | None = None,
 ) -> AsyncIterator[Orchestrator]:
     """Streams checked, event store open, command handlers consuming.
 
     With ``providers``, a create command is routed and opened at a provider; without,
-    it only records the request (no provider configured).
+    it only records the request (no provider configured). With ``personal`` (every
+    process `up` starts has it), customers' personal data is sealed on append and
+    ``forget_customer`` is answered.
     """
     layout = settings.layout()
     telemetry = telemetry or Telemetry.disabled()
@@ -261,8 +320,19 @@ async def orchestrator(
             layout,
             timeout=settings.store_timeout_seconds,
             tracer_provider=telemetry.tracer_provider,
+            sealer=personal.sealer if personal else None,
         )
         stack.push_async_callback(store.close)
+        if personal is not None:
+            forgetter = Forgetter(
+                personal.keyring,
+                store,
+                clock=clock,
+                new_id=new_id,
+                personal_metadata_keys=personal.personal_metadata_keys,
+            )
+            forget_sub = await serve_forget(nc, layout, forgetter)
+            stack.push_async_callback(forget_sub.unsubscribe)
         broker = NatsBroker(
             nats_servers(nats_url),
             name="checkout-orchestrator-commands",
@@ -329,6 +399,7 @@ class ReadSide:
     reads: ReadModels
     projector: Projector | None
     http_url: str | None
+    personal: Privacy | None = None
 
 
 def _count_parked(telemetry: Telemetry) -> Callable[[BatchOutcome, float], None]:
@@ -355,6 +426,7 @@ async def read_side(
     run_projector: bool = True,
     serve_http: bool = True,
     telemetry: Telemetry | None = None,
+    personal: Privacy | None = None,
 ) -> AsyncIterator[ReadSide]:
     """Migrated database, the projector running and the query API served, until exit."""
     from orchestrator.http.server import HttpServer  # noqa: PLC0415 - only when serving
@@ -377,6 +449,8 @@ async def read_side(
         )
         projector = None
         if run_projector:
+            if personal is None:  # the projector opens sealed personal data
+                personal = await stack.enter_async_context(privacy(settings, endpoints))
             projector = Projector(
                 nc=nc,
                 pool=pool,
@@ -386,6 +460,7 @@ async def read_side(
                 settings=projector_settings(settings),
                 tracer=(telemetry or Telemetry.disabled()).tracer("projections"),
                 on_commit=_count_parked(telemetry or Telemetry.disabled()),
+                personal=personal.opener if personal else None,
             )
             task = asyncio.create_task(projector.run(), name="projector")
             stack.push_async_callback(_cancelled, task)
@@ -395,7 +470,7 @@ async def read_side(
             server = HttpServer(app, host=settings.http_host, port=settings.http_port)
             await stack.enter_async_context(server)
             http_url = server.base_url
-        yield ReadSide(nc, pool, reads, projector, http_url)
+        yield ReadSide(nc, pool, reads, projector, http_url, personal)
 
 
 # --- the gateway: HTTP commands, webhooks and queries; the webhook worker; settlement ---

@@ -12,9 +12,10 @@ sending the same ``command_id`` again later is safe (it is answered, never re-ap
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import nats
 import nats.errors
@@ -27,7 +28,7 @@ from ulid import ULID
 from events.codec import decode
 from events.envelope import RecordedEvent
 from events.subjects import partition_of, session_filter
-from orchestrator.errors import CheckoutError
+from orchestrator.errors import CheckoutError, StoreUnavailable
 from orchestrator.jetstream.connection import ANONYMOUS, NatsOptions
 from orchestrator.jetstream.connection import connect as nats_connect
 from orchestrator.jetstream.event_store import EventStore
@@ -40,6 +41,7 @@ from orchestrator.jetstream.wire import (
     RejectedReply,
     parse_reply,
 )
+from orchestrator.privacy.forgetting import ForgetResult
 
 __all__ = ["CheckoutClient", "CommandPending", "CommandRejected", "nats_servers"]
 
@@ -47,6 +49,10 @@ __all__ = ["CheckoutClient", "CommandPending", "CommandRejected", "nats_servers"
 def nats_servers(url: str) -> list[str]:
     """``NATS_URL`` may list a cluster's servers, comma-separated."""
     return [server.strip() for server in url.split(",") if server.strip()]
+
+
+class PersonalData(Protocol):
+    async def open(self, events: Sequence[RecordedEvent]) -> list[RecordedEvent]: ...
 
 
 class CommandRejected(CheckoutError):
@@ -72,11 +78,20 @@ class CommandPending(CheckoutError):
 
 
 class CheckoutClient:
-    def __init__(self, nc: NatsClient, layout: StreamLayout | None = None) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        layout: StreamLayout | None = None,
+        *,
+        personal: PersonalData | None = None,
+    ) -> None:
+        """``personal`` (`orchestrator.privacy.sealing.Opener`, which needs the key store)
+        opens the sealed customers of the events read; without it they stay sealed."""
         self._nc = nc
         self._layout = layout or StreamLayout()
         self._js = nc.jetstream()
         self._store = EventStore(nc, self._layout)
+        self._personal = personal
 
     @classmethod
     async def connect(
@@ -163,11 +178,47 @@ class CheckoutClient:
     async def cancel(self, session_id: str, reason: str | None = None) -> AcceptedReply:
         return await self.send("cancel", {"session_id": session_id, "reason": reason})
 
+    # -- forgetting a customer (docs/privacy.md) ----------------------------------
+
+    async def forget(self, payload: Mapping[str, Any], *, request_id: str | None = None,
+                     timeout: float = 30.0) -> ForgetResult:  # fmt: skip
+        """The ``forget_customer`` command (``{"email": ...}`` or
+        ``{"customer_reference": ...}``); `CommandRejected` when it is refused."""
+        request_id = request_id or str(ULID())
+        try:
+            msg = await self._nc.request(
+                self._layout.forget_subject,
+                _json(payload),
+                timeout=timeout,
+                headers={COMMAND_ID: request_id},
+            )
+        except nats.errors.NoRespondersError:
+            raise StoreUnavailable(
+                "no forget_customer service answers (no commands role?)"
+            ) from None
+        except nats.errors.TimeoutError:
+            raise CommandPending(request_id) from None  # it may still finish: repeat it
+        reply = json.loads(msg.data)
+        if reply.get("status") == "rejected":
+            raise CommandRejected(RejectedReply.model_validate(reply))
+        return ForgetResult.model_validate(reply)
+
+    async def forget_customer(
+        self, *, email: str | None = None, customer_reference: str | None = None
+    ) -> ForgetResult:
+        """Forget a customer by email or by the merchant's reference (docs/privacy.md)."""
+        payload = {"email": email, "customer_reference": customer_reference}
+        return await self.forget({k: v for k, v in payload.items() if v is not None})
+
     # -- events ----------------------------------------------------------------
 
     async def history(self, session_id: str) -> tuple[RecordedEvent, ...]:
-        """Every stored event of one session, in order."""
-        return (await self._store.load(session_id)).events
+        """Every stored event of one session, in order (personal data opened, if the
+        client can)."""
+        events = (await self._store.load(session_id)).events
+        if self._personal is not None:
+            return tuple(await self._personal.open(events))
+        return events
 
     async def events(
         self,
@@ -191,7 +242,11 @@ class CheckoutClient:
         )
         try:
             async for msg in sub.messages:
-                yield decode(msg.subject, msg.data, msg.headers or {}, msg.metadata.sequence.stream)
+                stream_sequence = msg.metadata.sequence.stream
+                recorded = decode(msg.subject, msg.data, msg.headers or {}, stream_sequence)
+                if self._personal is not None:
+                    (recorded,) = await self._personal.open([recorded])
+                yield recorded
         finally:
             await sub.unsubscribe()
 

@@ -25,8 +25,9 @@ side) and re-exported here. Every error has a stable ``code`` for replies:
     ├── CommandPending            command_pending        queued, no reply in time (client)
     ├── DuplicateCommand          duplicate_command      already held (event_store)
     ├── SettingsError             invalid_settings       settings contradict each other
-    │   └── NatsSettingsError     invalid_nats_settings  NATS credentials/TLS settings (settings)
-    │       └── NatsTlsError      invalid_nats_tls       a TLS file is missing or unreadable
+    │   ├── NatsSettingsError     invalid_nats_settings  NATS credentials/TLS settings (settings)
+    │   │   └── NatsTlsError      invalid_nats_tls       a TLS file is missing or unreadable
+    │   └── KeyEncryptionKeyError invalid_key_encryption_key  missing, malformed or wrong KEK
     ├── Unauthenticated           unauthenticated        401: no valid API key (http.auth)
     ├── Forbidden                 forbidden              403: the API key may only read
     ├── PayloadTooLarge           payload_too_large      413: body over its limit (http.limits)
@@ -39,6 +40,7 @@ side) and re-exported here. Every error has a stable ``code`` for replies:
         ├── StreamMisconfigured   stream_misconfigured   an existing stream has unsafe flags
         ├── StoreUnavailable      store_unavailable      NATS did not answer in time
         │   └── NatsRefused       nats_refused           credentials or TLS refused (connection)
+        ├── KeyStoreUnavailable   key_store_unavailable  Postgres (data keys) did not answer
         ├── EmbeddedServerError   embedded_server_failed an embedded server did not start or stop
         │   └── NotReady          server_not_ready       not answering yet (the probe polls on)
         └── HttpServerError       http_server_failed     uvicorn did not start

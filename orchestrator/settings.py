@@ -154,10 +154,26 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="longest wait after a provider was unreachable"
     )
 
+    # -- personal data (docs/privacy.md) -------------------------------------------------
+    privacy_kek_file: Path | None = Field(
+        default=None,
+        description="file holding the key-encryption key (32 bytes, base64); with the "
+        "embedded Postgres and neither set, one is generated in the data directory",
+    )
+    privacy_kek: SecretStr | None = Field(
+        default=None, description="the key-encryption key itself (32 bytes, base64)"
+    )
+    personal_metadata_keys: tuple[str, ...] = Field(
+        default=(),
+        description="metadata keys whose values are personal data: sealed like the customer",
+    )
+
     @model_validator(mode="after")
     def _nats_credentials_fit_together(self) -> Settings:
         for problem in _nats_problems(self):
             raise NatsSettingsError(problem)
+        if self.privacy_kek is not None and self.privacy_kek_file is not None:
+            raise SettingsError("set CHECKOUT_PRIVACY_KEK or CHECKOUT_PRIVACY_KEK_FILE, not both")
         return self
 
     def layout(self) -> StreamLayout:
@@ -170,6 +186,11 @@ class Settings(BaseSettings):
             duplicate_window_seconds=self.duplicate_window_seconds,
             replicas=self.stream_replicas,
         )
+
+    @property
+    def generated_kek_file(self) -> Path:
+        """Where `up` keeps the key-encryption key it generates for the embedded Postgres."""
+        return self.data_dir / "privacy-kek"
 
 
 def _nats_problems(settings: Settings) -> list[str]:

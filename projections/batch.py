@@ -9,6 +9,11 @@ Inside the transaction, in this order:
    the others applied in one call; events the fold refuses are parked;
 4. the checkpoints advance to the batch's last sequence per partition.
 
+With a `PersonalData` opener, the sealed customers of the batch are opened first, inside
+the transaction: their keys are share-locked until it commits, so a forget (which
+destroys keys) waits for the batch, and its `CustomerForgotten` then blanks what the
+batch wrote. `CustomerForgotten` events go to `Projection.forget`, not ``apply``.
+
 So the effect of every event is written exactly once: the rows and the checkpoint commit
 together, and anything at or below the checkpoint is skipped.
 
@@ -21,14 +26,17 @@ committed, and the projector retries the batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
+from events.catalog import CustomerForgotten
 from events.envelope import RecordedEvent
+from events.errors import DecodeError
 from projections.checkpoints import (
     Binding,
     active_versions,
@@ -39,7 +47,17 @@ from projections.checkpoints import (
 from projections.read_models import Projection, Refusal
 from projections.source import StreamMessage
 
-__all__ = ["BatchOutcome", "apply_batch", "is_poison_error"]
+__all__ = ["BatchOutcome", "PersonalData", "apply_batch", "is_poison_error"]
+
+
+class PersonalData(Protocol):
+    """Opens sealed personal data (`orchestrator.privacy.sealing.Opener`): given a
+    connection in a transaction, the keys it reads stay share-locked until it ends."""
+
+    async def open(
+        self, events: Sequence[RecordedEvent], conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]: ...
+
 
 _NOT_POISON = (
     OSError,
@@ -84,23 +102,51 @@ class _Parked:
 
 
 async def apply_batch(
-    conn: asyncpg.Connection, bindings: Sequence[Binding], messages: Sequence[StreamMessage]
+    conn: asyncpg.Connection,
+    bindings: Sequence[Binding],
+    messages: Sequence[StreamMessage],
+    personal: PersonalData | None = None,
 ) -> BatchOutcome:
     """Apply ``messages`` (stream order per partition) in one transaction; see module doc."""
     try:
         async with conn.transaction():
-            return await _apply(conn, bindings, messages, isolate=False)
+            return await _apply(conn, bindings, messages, personal, isolate=False)
     except Exception as exc:
         if not is_poison_error(exc):
             raise
     async with conn.transaction():
-        return await _apply(conn, bindings, messages, isolate=True)
+        return await _apply(conn, bindings, messages, personal, isolate=True)
+
+
+async def _opened(
+    conn: asyncpg.Connection, personal: PersonalData, messages: Sequence[StreamMessage]
+) -> list[StreamMessage]:
+    """``messages`` with their sealed customers opened (or erased); one that does not
+    open (an altered ciphertext) becomes undecodable, to be parked."""
+    events = [m.event for m in messages if m.event is not None]
+    try:
+        opened = iter(await personal.open(events, conn))
+        return [dataclasses.replace(m, event=next(opened)) if m.event else m for m in messages]
+    except DecodeError:
+        pass
+    result = []
+    for m in messages:
+        if m.event is None:
+            result.append(m)
+            continue
+        try:
+            (event,) = await personal.open([m.event], conn)
+            result.append(dataclasses.replace(m, event=event))
+        except DecodeError as exc:
+            result.append(dataclasses.replace(m, event=None, error=str(exc)))
+    return result
 
 
 async def _apply(
     conn: asyncpg.Connection,
     bindings: Sequence[Binding],
     messages: Sequence[StreamMessage],
+    personal: PersonalData | None,
     *,
     isolate: bool,
 ) -> BatchOutcome:
@@ -108,6 +154,8 @@ async def _apply(
     versions = await active_versions(conn, bindings)
     partitions = sorted({m.partition for m in messages})
     positions = await lock_positions(conn, versions, partitions)
+    if personal is not None:
+        messages = await _opened(conn, personal, messages)
     parked: list[_Parked] = []
     moved: dict[tuple[str, int], int] = {}
     for binding in bindings:
@@ -137,7 +185,16 @@ async def _project(
     *,
     isolate: bool,
 ) -> list[Refusal]:
-    events = [m.event for m in fresh if m.event is not None]
+    forgotten = [
+        m.event.event for m in fresh if m.event and isinstance(m.event.event, CustomerForgotten)
+    ]
+    if forgotten:
+        await projection.forget(conn, version, forgotten)
+    events = [
+        m.event
+        for m in fresh
+        if m.event is not None and not isinstance(m.event.event, CustomerForgotten)
+    ]
     if not events:
         return []
     if not isolate:

@@ -229,13 +229,19 @@ def _merged(current: JsonObject, update: Any) -> JsonObject:
     return {**current, **_dump(update)}
 
 
+def _customer(event: CheckoutRequested) -> JsonObject:
+    """The customer as the read model keeps it: with its data subject, if it has one."""
+    dumped = _dump(event.customer)
+    return {**dumped, "subject": event.subject} if event.subject else dumped
+
+
 def _created(event: CheckoutRequested, core: Core) -> SessionState:
     return SessionState(
         core=core,
         mode=event.mode.value,
         ui_mode=event.ui_mode,
         line_items=tuple(_dump(item) for item in event.amount.line_items),
-        customer=_dump(event.customer),
+        customer=_customer(event),
         urls=_dump(event.urls),
         metadata=dict(event.metadata),
         client_reference_id=event.client_reference_id,

@@ -34,7 +34,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from projections.batch import BatchOutcome, apply_batch
+from projections.batch import BatchOutcome, PersonalData, apply_batch
 from projections.checkpoints import Binding, active_versions, ensure_rows, read_positions
 from projections.ownership import Ownership, fair_share
 from projections.source import EventSource, PartitionReader, ReaderSettings, StreamMessage
@@ -106,7 +106,7 @@ def _close_traces(tracer: Tracer, batch: Sequence[StreamMessage], started: int) 
 
 
 class Projector:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every dependency is a keyword
         self,
         *,
         nc: NatsClient,
@@ -117,7 +117,11 @@ class Projector:
         settings: ProjectorSettings = ProjectorSettings(),
         on_commit: CommitObserver | None = None,
         tracer: Tracer | None = None,
+        personal: PersonalData | None = None,
     ) -> None:
+        """``personal``: opens sealed personal data before the folds (docs/privacy.md);
+        without it, sealed customers are kept as stored."""
+        self._personal = personal
         self._nc = nc
         self._pool = pool
         self._source = source
@@ -310,6 +314,6 @@ class Projector:
             "projection.apply", attributes=attributes, links=_links(batch)
         ):
             async with self._pool.acquire() as conn:
-                outcome = await apply_batch(conn, self._bindings, batch)
+                outcome = await apply_batch(conn, self._bindings, batch, self._personal)
         _close_traces(self._tracer, batch, started)
         return outcome

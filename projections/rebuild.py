@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import asyncpg
 from nats.aio.client import Client as NatsClient
 
-from projections.batch import BatchOutcome, apply_batch
+from projections.batch import BatchOutcome, PersonalData, apply_batch
 from projections.checkpoints import Binding, ensure_rows, read_positions
 from projections.errors import RebuildError
 from projections.keys import class_id, switch_key
@@ -142,7 +142,7 @@ class _Filling:
         self.applied += outcome.messages
 
 
-async def _fill(
+async def _fill(  # noqa: PLR0913 - keywords of the projector it runs
     target: _Target,
     *,
     nc: NatsClient,
@@ -152,6 +152,7 @@ async def _fill(
     settings: ProjectorSettings,
     progress: ProgressCallback,
     poll: float,
+    personal: PersonalData | None,
 ) -> int:
     filling = _Filling()
     projector = Projector(
@@ -162,6 +163,7 @@ async def _fill(
         bindings=[Binding(projection(target.name), pinned=target.new)],
         settings=settings,
         on_commit=filling.observe,
+        personal=personal,
     )
     task = asyncio.create_task(projector.run(), name=f"rebuild-{target.name}")
     try:
@@ -184,6 +186,7 @@ async def _switch(
     name: str,
     old: int,
     new: int,
+    personal: PersonalData | None,
 ) -> int:
     """The switch transaction (see module doc, step 3); returns the gap events applied."""
     gap = 0
@@ -198,13 +201,13 @@ async def _switch(
             if stop > start:
                 messages = await read_range(nc, source, partition, start + 1, stop)
                 if messages:
-                    await apply_batch(conn, [binding], messages)
+                    await apply_batch(conn, [binding], messages, personal)
                     gap += len(messages)
         await conn.execute("SELECT projection_activate($1, $2)", name, new)
     return gap
 
 
-async def rebuild(
+async def rebuild(  # noqa: PLR0913 - every option is a keyword with a default
     name: str,
     *,
     nc: NatsClient,
@@ -214,8 +217,10 @@ async def rebuild(
     batch_size: int = 500,
     progress: ProgressCallback | None = None,
     poll: float = 0.2,
+    personal: PersonalData | None = None,
 ) -> RebuildResult:
-    """Rebuild projection ``name`` and switch reads to it (see module doc)."""
+    """Rebuild projection ``name`` and switch reads to it (see module doc). ``personal``
+    opens sealed personal data (what was forgotten comes back erased)."""
     if name not in PROJECTION_NAMES:
         raise RebuildError(f"no projection {name!r}; choose one of {', '.join(PROJECTION_NAMES)}")
     report = progress or (lambda _: None)
@@ -230,13 +235,13 @@ async def rebuild(
         target = _Target(name, old, new, heads, source.partitions, SWITCH_GAP)
         applied = await _fill(
             target, nc=nc, pool=pool, dsn=dsn, source=source, settings=settings,
-            progress=report, poll=poll,
+            progress=report, poll=poll, personal=personal,
         )  # fmt: skip
         total = await _stream_size(nc, source)
         report(RebuildProgress("switching", applied, total))
         switch_started = time.monotonic()
         async with pool.acquire() as conn:
-            gap = await _switch(conn, nc, source, name, old, new)
+            gap = await _switch(conn, nc, source, name, old, new, personal)
             switch_seconds = time.monotonic() - switch_started
             await conn.execute("SELECT projection_drop_tables($1, $2)", name, old)
         report(RebuildProgress("done", applied + gap, total))

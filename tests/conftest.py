@@ -29,7 +29,17 @@ import pytest
 
 from orchestrator.embedded import EmbeddedNats, EmbeddedPostgres
 from tests.support.builders import StreamNames
+from tests.support.capture import every_log_record  # noqa: F401 - a fixture for every test
 from tests.support.servers import postgres_home
+
+TEST_KEK = "dGVzdC1rZWstb2YtdGhlLXN1aXRlLW5ldmVyLXByb2Q="  # base64 of 32 bytes; tests only
+"""The key-encryption key of the suite's databases (docs/privacy.md). A database's data
+keys are wrapped by the KEK it first met, and the suite's databases serve many tests, so
+every test process and every `up` the tests start uses this one (the environment)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("CHECKOUT_PRIVACY_KEK", TEST_KEK)
 
 # --- the event loop --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.bootstrap import connect_nats, event_source, read_side
+from orchestrator.bootstrap import connect_nats, event_source, privacy, read_side
 from orchestrator.cli.common import (
     console,
     endpoints_or_exit,
@@ -146,7 +146,10 @@ def projections_rebuild(
     endpoints = endpoints_or_exit(settings)
 
     async def main() -> None:
-        async with read_side(settings, endpoints, run_projector=False, serve_http=False) as side:
+        async with (
+            read_side(settings, endpoints, run_projector=False, serve_http=False) as side,
+            privacy(settings, endpoints) as personal,
+        ):
             with Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -172,6 +175,7 @@ def projections_rebuild(
                     source=event_source(settings),
                     batch_size=settings.projector_batch_size,
                     progress=show,
+                    personal=personal.opener,
                 )
         console.print(
             f"{name}: version {result.old_version} -> {result.new_version}, "

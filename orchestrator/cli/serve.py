@@ -17,6 +17,7 @@ from orchestrator.bootstrap import (
     connect_nats,
     gateway,
     orchestrator,
+    privacy,
     read_endpoints,
     read_side,
     servers,
@@ -69,9 +70,18 @@ async def _serve(
         for adapter in providers.values() if not sandbox else ():
             stack.push_async_callback(adapter.aclose)
         health = None
+        personal = None
+        if role is not Role.API:  # the commands seal personal data, the projectors open it
+            personal = await stack.enter_async_context(privacy(settings, endpoints))
         if role in (Role.ALL, Role.COMMANDS):
             system = await stack.enter_async_context(
-                orchestrator(settings, endpoints.nats_url, providers=providers, telemetry=telemetry)
+                orchestrator(
+                    settings,
+                    endpoints.nats_url,
+                    providers=providers,
+                    telemetry=telemetry,
+                    personal=personal,
+                )
             )
             health = system.health
         http_url = "-"
@@ -83,6 +93,7 @@ async def _serve(
                     run_projector=role is not Role.API,
                     serve_http=False,
                     telemetry=telemetry,
+                    personal=personal,
                 )
             )
             if role is not Role.PROJECTORS:

@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse
 from events.values import Provider
 from orchestrator.client import CheckoutClient, CommandPending, CommandRejected
 from orchestrator.domain.commands import CreateCheckoutSession
+from orchestrator.errors import StoreUnavailable
 from orchestrator.http.auth import ApiKeyAuth
 from orchestrator.http.limits import BODY_RESPONSES, json_body, limited_body
 from orchestrator.providers.base import PaymentProvider, WebhookRejected
@@ -166,7 +167,9 @@ def _json_object(body: bytes, *, required: bool = True) -> dict[str, Any] | JSON
     return parsed
 
 
-def add_command_routes(app: FastAPI, client: CheckoutClient, auth: ApiKeyAuth) -> None:
+def add_command_routes(  # noqa: C901 - one nested function per route
+    app: FastAPI, client: CheckoutClient, auth: ApiKeyAuth
+) -> None:
     commands = APIRouter(
         tags=["commands"],
         responses=_merged(_RESPONSES, BODY_RESPONSES, auth.responses),
@@ -209,6 +212,30 @@ def add_command_routes(app: FastAPI, client: CheckoutClient, auth: ApiKeyAuth) -
             return parsed
         payload = {"session_id": session_id, "reason": parsed.get("reason")}
         return await _send(client, "cancel", payload, idempotency_key, 200)
+
+    @commands.post(
+        "/v1/customers/forget",
+        tags=["privacy"],
+        openapi_extra=json_body('`{"email": ...}` or `{"customer_reference": ...}`'),
+    )
+    async def forget_customer(body: Body, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Forget a customer: the data subject's key is destroyed, its personal data in
+        events, read models and stored webhooks becomes unreadable (docs/privacy.md).
+
+        Idempotent; an unknown customer is ``not_found`` and changes nothing. The reply
+        lists the provider sessions the customer's data is still held in: erase it there."""
+        payload = _json_object(body)
+        if isinstance(payload, JSONResponse):
+            return payload
+        try:
+            result = await client.forget(payload, request_id=idempotency_key)
+        except CommandRejected as rejected:
+            return JSONResponse(rejected.error, status_code=_STATUS.get(rejected.code, 500))
+        except CommandPending as pending:  # it may still finish; repeating it is safe
+            return _error(202, "queued", str(pending), command_id=pending.command_id)
+        except StoreUnavailable as exc:
+            return _error(503, exc.code, exc.message)
+        return JSONResponse(result.model_dump(mode="json"), status_code=200)
 
     app.include_router(commands)
 

@@ -19,7 +19,7 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -34,7 +34,7 @@ from events.subjects import session_filter
 from orchestrator.errors import CheckoutError, ConcurrencyConflict, StoreUnavailable
 from orchestrator.jetstream.streams import StreamLayout
 
-__all__ = ["AppendResult", "DuplicateCommand", "EventStore", "SessionHistory"]
+__all__ = ["AppendResult", "DuplicateCommand", "EventStore", "PersonalDataSealer", "SessionHistory"]
 
 _WRONG_LAST_SEQUENCE = 10071
 _BATCH_DUPLICATE_MSG_ID = 10201
@@ -49,6 +49,14 @@ class DuplicateCommand(CheckoutError):
     """The server already holds messages of this command (duplicate window)."""
 
     code = "duplicate_command"
+
+
+class PersonalDataSealer(Protocol):
+    """Seals the customers of events before they are encoded (`orchestrator.privacy`)."""
+
+    async def seal(
+        self, session_id: str, events: Sequence[CheckoutEvent], subject: str | None
+    ) -> list[CheckoutEvent]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,11 @@ class EventStore:
         *,
         timeout: float = 5.0,
         tracer_provider: TracerProvider | None = None,
+        sealer: PersonalDataSealer | None = None,
     ) -> None:
+        """``sealer``: seals personal data on append (the composition root always passes
+        one; without it, events are stored as given)."""
+        self._sealer = sealer
         self._tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer(__name__)
         self._nc = nc
         self._layout = layout
@@ -125,9 +137,14 @@ class EventStore:
         metadata: Sequence[EventMetadata],
         *,
         expected_version: int,
+        subject: str | None = None,
     ) -> AppendResult:
+        """``subject``: the session's data subject, if it has one already (its personal
+        data is sealed for it)."""
         if not events or len(events) != len(metadata):
             raise ValueError("append needs one metadata per event, and at least one event")
+        if self._sealer is not None:
+            events = await self._sealer.seal(session_id, events, subject)
         layout = self._layout
         encoded = [
             encode(e, m, prefix=layout.events_prefix, partitions=layout.partitions, index=i)

@@ -47,6 +47,15 @@ class StreamLayout:
     duplicate_window_seconds: float = 300.0
     replicas: int = 1
 
+    @property
+    def forget_subject(self) -> str:
+        """Core NATS subject of ``forget_customer`` (request/reply; in no stream):
+        ``checkout.privacy.forget_customer`` beside ``checkout.commands``."""
+        parent, _, _ = self.commands_prefix.rpartition(".")
+        if not parent:
+            return f"{self.commands_prefix}_privacy.forget_customer"
+        return f"{parent}.privacy.forget_customer"
+
 
 def parse_version(text: str) -> tuple[int, int, int]:
     core = text.split("-", 1)[0].split("+", 1)[0]

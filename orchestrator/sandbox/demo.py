@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from events.values import Provider
-from orchestrator.bootstrap import gateway, orchestrator, read_side, servers
+from orchestrator.bootstrap import gateway, orchestrator, privacy, read_side, servers
 from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import SandboxFleet
 from orchestrator.sandbox.simulator import DriveRequest
@@ -274,11 +274,20 @@ async def _run(settings: Settings, console: Console, count: int, seed: int) -> D
             stack.callback(telemetry.shutdown)
             fleet = await stack.enter_async_context(SandboxFleet())
             providers = fleet.providers
+            personal = await stack.enter_async_context(privacy(settings, endpoints))
             await stack.enter_async_context(
-                orchestrator(settings, endpoints.nats_url, providers=providers, telemetry=telemetry)
+                orchestrator(
+                    settings,
+                    endpoints.nats_url,
+                    providers=providers,
+                    telemetry=telemetry,
+                    personal=personal,
+                )
             )
             read = await stack.enter_async_context(
-                read_side(settings, endpoints, serve_http=False, telemetry=telemetry)
+                read_side(
+                    settings, endpoints, serve_http=False, telemetry=telemetry, personal=personal
+                )
             )
             gw = await stack.enter_async_context(
                 gateway(settings, endpoints, read, providers, telemetry=telemetry)

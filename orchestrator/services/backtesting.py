@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from events.catalog import CheckoutRequested, event_adapter
-from events.values import Mode, Provider, SessionStatus
+from events.values import Customer, Mode, Provider, SessionStatus
 from orchestrator.routing.backtest import BacktestReport, RecordedCheckout, backtest
 from orchestrator.routing.engine import RouteRequest
 from orchestrator.routing.rules import RoutingRules
@@ -32,8 +32,9 @@ TIMELINES_AT_ONCE = 16
 
 def request_of(session_id: str, requested: CheckoutRequested) -> RouteRequest:
     """The routing request of a recorded ``requested`` event."""
-    customer = requested.customer
-    address_country = customer.address.country if customer.address else None
+    customer = requested.customer  # sealed or erased, it keeps the routing country in clear
+    address = customer.address if isinstance(customer, Customer) else None
+    address_country = address.country if address else None
     return RouteRequest(
         session_id=session_id,
         currency=requested.amount.currency,

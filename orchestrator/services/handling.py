@@ -29,6 +29,7 @@ from orchestrator.domain.commands import (
 from orchestrator.domain.decider import decide, fold
 from orchestrator.errors import CheckoutError, ConcurrencyConflict, IdempotencyKeyReused
 from orchestrator.jetstream.event_store import DuplicateCommand, EventStore, SessionHistory
+from orchestrator.privacy.sealing import subject_of
 from orchestrator.services.closing import ProviderCloser
 from orchestrator.telemetry import Telemetry, continuing, current_traceparent, link_to
 
@@ -160,7 +161,11 @@ class CommandHandler:
             await self._closer.close(state, command)
         metadata = [self._metadata(context, command.at) for _ in events]
         result = await self._store.append(
-            command.session_id, events, metadata, expected_version=history.version
+            command.session_id,
+            events,
+            metadata,
+            expected_version=history.version,
+            subject=subject_of(e.event for e in history.events),
         )
         return Accepted(command.session_id, result.last_sequence, appended=len(events))
 

@@ -12,6 +12,10 @@ advances the checkpoint. ``apply`` writes with a few set-based statements per ba
 is idempotent on its own (a row remembers the last sequence applied to it), so a replay
 never double counts even without the checkpoint. Events its fold refuses are returned as
 `Refusal` for the caller to park; a database error propagates.
+
+`Projection.forget(conn, version, forgotten)` gets the batch's `CustomerForgotten` events
+(they are no session's: ``apply`` never sees them) and blanks the personal data the read
+model holds for those subjects, in the same transaction (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Protocol
 
 import asyncpg
 
+from events.catalog import CustomerForgotten
 from events.envelope import RecordedEvent
 
 __all__ = ["PROJECTION_NAMES", "Projection", "Refusal", "all_projections", "projection"]
@@ -40,6 +45,10 @@ class Projection(Protocol):
     async def apply(
         self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
     ) -> list[Refusal]: ...
+
+    async def forget(
+        self, conn: asyncpg.Connection, version: int, forgotten: Sequence[CustomerForgotten]
+    ) -> None: ...
 
 
 def all_projections() -> list[Projection]:

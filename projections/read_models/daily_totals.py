@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from events.catalog import CustomerForgotten
 from events.envelope import RecordedEvent
 from projections.fold import Core, Lifecycle, Unapplicable, advance
 from projections.read_models import Refusal
@@ -126,6 +127,11 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
 
 class DailyTotals:
     name = "daily_totals"
+
+    async def forget(
+        self, conn: asyncpg.Connection, version: int, forgotten: Sequence[CustomerForgotten]
+    ) -> None:
+        """Holds no personal data (amounts, statuses, providers, countries only)."""
 
     async def apply(
         self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from events.catalog import CheckoutRouted, ProviderCallFailed
+from events.catalog import CheckoutRouted, CustomerForgotten, ProviderCallFailed
 from events.envelope import RecordedEvent
 from projections.read_models import Refusal
 from projections.read_models.sql import Column, dumps, table, unnest_insert
@@ -58,6 +58,11 @@ def row_values(recorded: RecordedEvent) -> tuple[Any, ...] | None:
 
 class RoutingDecisions:
     name = "routing"
+
+    async def forget(
+        self, conn: asyncpg.Connection, version: int, forgotten: Sequence[CustomerForgotten]
+    ) -> None:
+        """Holds no personal data (amounts, statuses, providers, countries only)."""
 
     async def apply(
         self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from events.catalog import CustomerForgotten
 from events.envelope import RecordedEvent
 from projections.fold import Core, Lifecycle, SessionState, Unapplicable, apply
 from projections.read_models import Refusal
@@ -167,8 +168,28 @@ def _columns(states: Iterable[SessionState]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+# the customer of a forgotten subject's sessions: the erased marker, country kept
+_FORGET = """
+UPDATE {target} SET
+    customer = jsonb_strip_nulls(jsonb_build_object(
+        'kind', 'erased', 'subject', $1::text, 'country', customer->'country')),
+    customer_email = NULL,
+    metadata = metadata - $3::text[]
+WHERE session_id = ANY($2::text[]) OR customer->>'subject' = $1::text
+"""
+
+
 class Sessions:
     name = "sessions"
+
+    async def forget(
+        self, conn: asyncpg.Connection, version: int, forgotten: Sequence[CustomerForgotten]
+    ) -> None:
+        statement = _FORGET.format(target=table("sessions", version))
+        for event in forgotten:
+            await conn.execute(
+                statement, event.subject, list(event.sessions), list(event.metadata_keys)
+            )
 
     async def apply(
         self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]

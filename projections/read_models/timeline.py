@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from events.catalog import CustomerForgotten
 from events.envelope import RecordedEvent
 from projections.read_models import Refusal
 from projections.read_models.sql import Column, table, unnest_insert
@@ -35,6 +36,21 @@ COLUMNS = (
 )
 
 _TRACE_ID_HEX = 32
+
+# the stored payloads of a forgotten subject: the customer becomes the erased marker (a
+# valid `ErasedCustomer`, so ``as_of`` still folds), the personal metadata is dropped
+_FORGET = """
+UPDATE {target} SET payload = payload
+    || jsonb_build_object('customer', jsonb_build_object(
+        'kind', 'erased', 'country', payload->'customer'->'country',
+        'metadata_keys', coalesce(payload->'customer'->'metadata_keys', '[]'::jsonb)))
+    || CASE WHEN payload ? 'metadata'
+            THEN jsonb_build_object('metadata', (payload->'metadata') - $3::text[])
+            ELSE '{{}}'::jsonb END
+WHERE type IN ('requested', 'completed')
+  AND jsonb_typeof(payload->'customer') = 'object'
+  AND (session_id = ANY($2::text[]) OR payload->>'subject' = $1::text)
+"""
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -67,6 +83,15 @@ def row_values(recorded: RecordedEvent) -> tuple[Any, ...]:
 
 class Timeline:
     name = "timeline"
+
+    async def forget(
+        self, conn: asyncpg.Connection, version: int, forgotten: Sequence[CustomerForgotten]
+    ) -> None:
+        statement = _FORGET.format(target=table("timeline", version))
+        for event in forgotten:
+            await conn.execute(
+                statement, event.subject, list(event.sessions), list(event.metadata_keys)
+            )
 
     async def apply(
         self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]

@@ -10,55 +10,20 @@ belong to the create reply only); customer emails stay out of logs and spans.
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, SecretStr
 
-from orchestrator.bootstrap import Endpoints, connect_nats, gateway, orchestrator, read_side
+from orchestrator.bootstrap import Endpoints, gateway, orchestrator, read_side
 from orchestrator.http.api_keys import ApiKeys, Scope
 from orchestrator.sandbox.fleet import _SANDBOX_SECRET, SandboxFleet
 from orchestrator.telemetry import build_telemetry, instrumented
 from tests.support.apps import session_where, settings_for
 from tests.support.builders import create_body
-
-
-class _Everything(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record) + repr(record.__dict__.get("extra", "")))
-        except Exception as exc:  # a record that cannot format is still evidence
-            self.lines.append(f"{record.name} {record.msg!r} {record.args!r} ({exc!r})")
-
-
-@pytest.fixture
-def every_log_record() -> Iterator[_Everything]:
-    handler = _Everything()
-    root = logging.getLogger()
-    loggers = [root] + [
-        logger
-        for logger in logging.Logger.manager.loggerDict.values()
-        if isinstance(logger, logging.Logger) and not logger.propagate
-    ]
-    old_level = root.level
-    root.setLevel(logging.DEBUG)
-    for logger in loggers:
-        logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-        root.setLevel(old_level)
+from tests.support.capture import stored_messages
 
 
 def _secrets_of(config: BaseModel) -> set[str]:
@@ -73,20 +38,6 @@ def _without(text: str, urls: set[str]) -> str:
     for url in urls:
         text = text.replace(url, "<checkout_url>")
     return text
-
-
-async def _stored_events(nats_url: str, stream: str) -> list[str]:
-    nc = await connect_nats(nats_url, "leak-scan")
-    try:
-        js = nc.jetstream()
-        last = (await js.stream_info(stream)).state.last_seq
-        stored = []
-        for seq in range(1, last + 1):
-            msg = await js.get_msg(stream, seq)
-            stored.append(f"{msg.subject} {msg.headers!r} {(msg.data or b'').decode()}")
-        return stored
-    finally:
-        await nc.drain()
 
 
 @pytest.mark.slow
@@ -173,7 +124,7 @@ async def test_no_secret_and_no_email_leaks_anywhere(  # noqa: C901, PLR0915 - o
                     for path in ("", "/events", "/routing-decisions"):
                         await send("GET", f"/v1/checkout-sessions/{sid}{path}")
                 await send("GET", "/v1/checkout-sessions")
-            stored = await _stored_events(nats_url, stream_names.stream)
+            stored = await stored_messages(nats_url, stream_names.stream)
     telemetry.shutdown()
 
     spans = [

@@ -17,7 +17,15 @@ import httpx
 
 from events.envelope import RecordedEvent
 from events.values import Provider
-from orchestrator.bootstrap import Endpoints, Gateway, ReadSide, gateway, orchestrator, read_side
+from orchestrator.bootstrap import (
+    Endpoints,
+    Gateway,
+    ReadSide,
+    gateway,
+    orchestrator,
+    privacy,
+    read_side,
+)
 from orchestrator.jetstream.event_store import EventStore
 from orchestrator.providers.base import PaymentProvider
 from orchestrator.sandbox.fleet import SandboxFleet
@@ -101,8 +109,13 @@ async def running_stack(
     async with SandboxFleet() as fleet:
         providers = adjust_providers(fleet) if adjust_providers else fleet.providers
         async with (
-            orchestrator(settings, nats_url, providers=providers, telemetry=telemetry) as core,
-            read_side(settings, endpoints, serve_http=False, telemetry=telemetry) as read,
+            privacy(settings, endpoints) as personal,
+            orchestrator(
+                settings, nats_url, providers=providers, telemetry=telemetry, personal=personal
+            ) as core,
+            read_side(
+                settings, endpoints, serve_http=False, telemetry=telemetry, personal=personal
+            ) as read,
             gateway(settings, endpoints, read, providers, telemetry=telemetry) as gw,
             httpx.AsyncClient(base_url=gw.http_url, timeout=30) as http,
         ):

@@ -1,0 +1,183 @@
+"""Sealing personal data on the way into the stream, opening it on the way out.
+
+`Sealer.seal` runs inside `EventStore.append`, the one door into the stream: an event
+that carries a customer in clear (``requested``, ``completed``) leaves it with the
+customer sealed for its data subject (`events.privacy`) and the subject's id, or, when
+the subject was forgotten, with `ErasedCustomer`. The subject is the session's when it
+has one (its later events), else the one its reference or email names, else a new one.
+If the key store does not answer, the append fails with `KeyStoreUnavailable` (the
+command is retried): nothing personal is ever appended in clear.
+
+`Opener.open` turns the sealed customers of recorded events back into `Customer` (with
+the personal metadata put back), or `ErasedCustomer` where the key is gone. The
+projector opens inside its batch transaction (keys share-locked, so a forget waits for
+the batch and then blanks what it wrote); `CheckoutClient` opens with the pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+import asyncpg
+
+from events.catalog import CheckoutCompleted, CheckoutEvent, CheckoutRequested
+from events.envelope import RecordedEvent
+from events.privacy import (
+    ErasedCustomer,
+    SealedCustomer,
+    erase,
+    open_sealed,
+    personal_part,
+    routing_country,
+    seal,
+)
+from events.values import Customer
+from orchestrator.privacy.keyring import Keyring, KeyStoreUnavailable, Lookup, SubjectKey
+
+__all__ = ["Opener", "Sealer", "subject_of"]
+
+_Personal = CheckoutRequested | CheckoutCompleted
+
+
+def subject_of(events: Iterable[CheckoutEvent]) -> str | None:
+    """The data subject of a session: the first one its events name."""
+    for event in events:
+        if isinstance(event, _Personal) and event.subject is not None:
+            return event.subject
+    return None
+
+
+def _lookups(customer: Customer) -> list[Lookup]:
+    found = []
+    if customer.reference:
+        found.append(Lookup.reference(customer.reference))
+    if customer.email:
+        found.append(Lookup.email(customer.email))
+    return found
+
+
+class Sealer:
+    def __init__(self, keyring: Keyring, personal_metadata_keys: Collection[str] = ()) -> None:
+        self._keyring = keyring
+        self._personal_keys = frozenset(personal_metadata_keys)
+
+    @property
+    def personal_metadata_keys(self) -> frozenset[str]:
+        return self._personal_keys
+
+    def _needs_sealing(self, event: CheckoutEvent) -> bool:
+        if isinstance(event, CheckoutRequested):
+            customer = event.customer if isinstance(event.customer, Customer) else None
+            return personal_part(customer, event.metadata, self._personal_keys)
+        if isinstance(event, CheckoutCompleted) and isinstance(event.customer, Customer):
+            return personal_part(event.customer, {}, ())
+        return False
+
+    async def seal(
+        self, session_id: str, events: Sequence[CheckoutEvent], subject: str | None
+    ) -> list[CheckoutEvent]:
+        """``events`` with every clear customer sealed (see module doc)."""
+        if not any(self._needs_sealing(e) for e in events):
+            return list(events)
+        try:
+            async with self._keyring.pool.acquire() as conn, conn.transaction():
+                return await self._seal(conn, session_id, events, subject)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise KeyStoreUnavailable(
+                f"the key store did not answer: {type(exc).__name__}"
+            ) from exc
+
+    async def _seal(
+        self,
+        conn: asyncpg.Connection,
+        session_id: str,
+        events: Sequence[CheckoutEvent],
+        subject: str | None,
+    ) -> list[CheckoutEvent]:
+        key: SubjectKey | None = None
+        sealed: list[CheckoutEvent] = []
+        for event in events:
+            if not self._needs_sealing(event):
+                sealed.append(event)
+                continue
+            assert isinstance(event, _Personal)  # noqa: S101 - _needs_sealing saw to it
+            assert isinstance(event.customer, Customer)  # noqa: S101
+            if key is None:
+                key = await (
+                    self._keyring.key_of(conn, subject, session_id)
+                    if subject is not None
+                    else self._keyring.subject_for(conn, _lookups(event.customer), session_id)
+                )
+            sealed.append(self._sealed(event, key, session_id))
+        return sealed
+
+    def _sealed(self, event: _Personal, key: SubjectKey, session_id: str) -> CheckoutEvent:
+        assert isinstance(event.customer, Customer)  # noqa: S101
+        metadata = event.metadata if isinstance(event, CheckoutRequested) else {}
+        keys = self._personal_keys if isinstance(event, CheckoutRequested) else frozenset()
+        customer: SealedCustomer | ErasedCustomer
+        if key.key is None:  # forgotten: what arrives for it now is not kept
+            clear = {k: v for k, v in metadata.items() if k not in keys}
+            customer = ErasedCustomer(
+                country=routing_country(event.customer),
+                metadata_keys=tuple(sorted(set(metadata) - set(clear))),
+            )
+        else:
+            customer, clear = seal(
+                key.key,
+                subject=key.subject,
+                session_id=session_id,
+                customer=event.customer,
+                metadata=metadata,
+                personal_keys=keys,
+            )
+        if isinstance(event, CheckoutRequested):
+            return event.model_copy(
+                update={"subject": key.subject, "customer": customer, "metadata": clear}
+            )
+        return event.model_copy(update={"subject": key.subject, "customer": customer})
+
+
+class Opener:
+    """Opens the sealed customers of recorded events (see module doc)."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+
+    async def open(
+        self, events: Sequence[RecordedEvent], conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        subjects = {
+            e.event.subject
+            for e in events
+            if isinstance(e.event, _Personal)
+            and e.event.subject is not None
+            and isinstance(e.event.customer, SealedCustomer)
+        }
+        if not subjects:
+            return list(events)
+        keys = await self._keyring.keys(subjects, conn)
+        return [_opened(e, keys) for e in events]
+
+
+def _opened(recorded: RecordedEvent, keys: Mapping[str, bytes | None]) -> RecordedEvent:
+    event = recorded.event
+    if not (
+        isinstance(event, _Personal)
+        and event.subject is not None
+        and isinstance(event.customer, SealedCustomer)
+    ):
+        return recorded
+    key = keys.get(event.subject)
+    if key is None:
+        return dataclasses.replace(
+            recorded, event=event.model_copy(update={"customer": erase(event.customer)})
+        )
+    fields = open_sealed(
+        key, subject=event.subject, session_id=event.session_id, sealed=event.customer
+    )
+    update: dict[str, object] = {"customer": fields.customer}
+    if isinstance(event, CheckoutRequested):
+        update["metadata"] = {**event.metadata, **fields.metadata}
+    return dataclasses.replace(recorded, event=event.model_copy(update=update))
