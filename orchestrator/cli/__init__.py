@@ -10,6 +10,7 @@ checkout-orchestrator projections ...  run / status / rebuild read models
 checkout-orchestrator webhooks ...     the webhook inbox: status, replay
 checkout-orchestrator reconcile       ask the providers about open sessions [--dry-run]
 checkout-orchestrator api-keys ...     the HTTP API's keys: create, revoke, list
+checkout-orchestrator privacy ...      personal data: forget, status, seal-stream, rotate-kek
 checkout-orchestrator asyncapi         the AsyncAPI document of the NATS surface
 checkout-orchestrator demo             the whole system with the provider simulators
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import typer
 
 from orchestrator.cli.api_keys import api_keys_app
+from orchestrator.cli.privacy import privacy_app
 from orchestrator.cli.projections import projections_app
 from orchestrator.cli.reconcile import reconcile
 from orchestrator.cli.route import route_app
@@ -41,3 +43,4 @@ app.add_typer(route_app, name="route")
 app.add_typer(projections_app, name="projections")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(privacy_app, name="privacy")
