@@ -4,6 +4,7 @@ python -m bench run                  every scenario beside its raw baseline and 
 python -m bench projections          projector catch-up and lag on the running servers
 python -m bench raw-worker           the raw command loop `run` compares with (it starts it)
 python -m bench raw-projector        the raw follower `run` compares with (it starts it)
+python -m bench privacy              appends and catch-up with and without sealing personal data
 
 Not part of the installed product: nothing under orchestrator/, events/ or projections/
 imports it.
@@ -207,3 +208,26 @@ async def _projector_process(s: Scratch, *, count: int = 1) -> AsyncIterator[Non
         for _ in range(count):
             await stack.enter_async_context(cli_process(["projections", "run"], environment))
         yield
+
+
+@app.command("privacy")
+def privacy(
+    sessions: Annotated[
+        int, typer.Option(help="sessions appended and projected, each way")
+    ] = 2_000,
+) -> None:
+    """What sealing personal data costs: appends and catch-up, in clear and sealed, on
+    embedded servers (docs/privacy.md)."""
+    from bench.privacy import measure_privacy  # noqa: PLC0415 - only this command needs it
+
+    cost = measure_privacy(Settings(), sessions)
+    table = Table(title=f"sealing personal data: {cost.events:,} events of {sessions:,} sessions")
+    for column in ("scenario", "clear (events/s)", "sealed (events/s)", "sealed/clear"):
+        table.add_column(column, justify="right")
+    for name, clear, sealed in (
+        ("load + append, event by event, 64 sessions in flight", cost.append_clear,
+         cost.append_sealed),
+        ("projection catch-up, 4 read models", cost.catch_up_clear, cost.catch_up_sealed),
+    ):  # fmt: skip
+        table.add_row(name, f"{clear:,.0f}", f"{sealed:,.0f}", f"{sealed / clear:.2f}x")
+    console.print(table)

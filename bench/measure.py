@@ -34,7 +34,7 @@ from nats.aio.client import Client as NatsClient
 
 from bench.workload import Append, drive, lifecycle, session_ids
 from events.subjects import partition_of
-from projections.batch import BatchOutcome
+from projections.batch import BatchOutcome, PersonalData
 from projections.checkpoints import COMMITS_CHANNEL, Binding, parse_commit_notice
 from projections.projector import CommitObserver, Projector, ProjectorSettings
 from projections.read_models import all_projections
@@ -88,6 +88,7 @@ async def _running(
     source: EventSource,
     settings: ProjectorSettings,
     observer: CommitObserver,
+    personal: PersonalData | None = None,
 ) -> AsyncIterator[Projector]:
     projector = Projector(
         nc=nc,
@@ -97,6 +98,7 @@ async def _running(
         bindings=[Binding(p) for p in all_projections()],
         settings=settings,
         on_commit=observer,
+        personal=personal,
     )
     task = asyncio.create_task(projector.run())
     try:
@@ -116,8 +118,10 @@ async def measure_catch_up(
     events: int,
     settings: ProjectorSettings,
     timeout: float = 600.0,
+    personal: PersonalData | None = None,
 ) -> CatchUp:
-    """Time a projector bringing empty read models up to ``events`` stored events."""
+    """Time a projector bringing empty read models up to ``events`` stored events
+    (``personal``: opening sealed customers on the way, as `up` does)."""
     done = asyncio.Event()
     committed = 0
 
@@ -128,7 +132,7 @@ async def measure_catch_up(
             done.set()
 
     started = time.monotonic()
-    async with _running(nc, pool, dsn, source, settings, observe):
+    async with _running(nc, pool, dsn, source, settings, observe, personal):
         await asyncio.wait_for(done.wait(), timeout)
     return CatchUp(events, time.monotonic() - started)
 

@@ -51,3 +51,20 @@ def test_bench_runs_every_scenario_and_writes_figures(tmp_path):
     assert figures["conditions"]["nats_server"].startswith("2.")
     assert (tmp_path / "growth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "python -m bench run" in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_privacy_prints_clear_and_sealed_side_by_side(tmp_path):
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"NATS_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+    }
+    environment["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "privacy", "--sessions", "60"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "projection catch-up" in result.stdout
+    assert "sealed/clear" in result.stdout
