@@ -108,7 +108,15 @@ class WebhookInbox:
             """
             UPDATE webhook_inbox
             SET status = $2, outcome = $3, session_id = coalesce($4, session_id),
-                attempts = attempts + 1, processed_at = now()
+                attempts = attempts + 1, processed_at = now(),
+                -- a payload about a forgotten customer is not kept (docs/privacy.md)
+                body = CASE WHEN forgotten THEN '\\x'::bytea ELSE body END,
+                headers = CASE WHEN forgotten THEN '{}'::jsonb ELSE headers END
+            FROM (SELECT EXISTS (
+                SELECT 1 FROM data_subject_sessions s JOIN data_subjects d USING (subject_id)
+                WHERE d.forgotten_at IS NOT NULL AND s.session_id = coalesce(
+                    $4, (SELECT session_id FROM webhook_inbox WHERE id = $1))
+            ) AS forgotten) AS subject
             WHERE id = $1
             """,
             row_id,

@@ -269,6 +269,9 @@ async def test_what_arrives_for_a_forgotten_customer_is_not_kept(
         event = await wait_until(completed, 15, what="the completed event")
         assert isinstance(event.customer, ErasedCustomer | None)
         assert _hits(await _stream_texts(stack)) == []
+        # the provider's webhook, which named her, is not kept in the inbox either
+        assert [row["outcome"] for row in await stack.inbox_rows()]
+        assert _hits(await database_dump(stack.database_url)) == []
 
 
 async def test_nothing_is_appended_in_clear_while_the_key_store_is_down(

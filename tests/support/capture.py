@@ -71,18 +71,33 @@ async def stored_messages(nats_url: str, stream: str) -> list[str]:
 
 
 async def database_dump(dsn: str) -> list[str]:
-    """Every row of every table of the database (all schemas but the system's), as text."""
+    """Every row of every table of the database (all schemas but the system's), as text;
+    ``bytea`` columns as their bytes (``encode(..., 'escape')``), not hex, so text in them
+    is found."""
     conn = await asyncpg.connect(dsn)
     try:
-        tables = await conn.fetch(
-            "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS name "
-            "FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-            "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+        columns = await conn.fetch(
+            "SELECT quote_ident(c.table_schema) || '.' || quote_ident(c.table_name) AS tbl, "
+            "quote_ident(c.column_name) AS col, c.data_type "
+            "FROM information_schema.columns c JOIN information_schema.tables t "
+            "USING (table_schema, table_name) WHERE t.table_type = 'BASE TABLE' "
+            "AND c.table_schema NOT IN ('pg_catalog', 'information_schema') "
+            "ORDER BY c.table_schema, c.table_name, c.ordinal_position"
         )
+        tables: dict[str, list[str]] = {}
+        for c in columns:
+            text = (
+                f"encode({c['col']}, 'escape')"
+                if c["data_type"] == "bytea"
+                else f"{c['col']}::text"
+            )
+            tables.setdefault(c["tbl"], []).append(f"coalesce({text}, '')")
         dump = []
-        for table in tables:
-            rows = await conn.fetch(f"SELECT t::text AS row FROM {table['name']} t")  # noqa: S608
-            dump += [f"{table['name']} {r['row']}" for r in rows]
+        for table, parts in tables.items():
+            rows = await conn.fetch(
+                f"SELECT concat_ws(' | ', {', '.join(parts)}) AS row FROM {table}"  # noqa: S608
+            )
+            dump += [f"{table} {r['row']}" for r in rows]
         return dump
     finally:
         await conn.close()
