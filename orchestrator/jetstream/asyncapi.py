@@ -27,6 +27,7 @@ from orchestrator.jetstream.wire import (
     AcceptedReply,
     RejectedReply,
 )
+from orchestrator.privacy.forgetting import ForgetCustomer, ForgetResult
 
 __all__ = ["asyncapi_document", "asyncapi_json"]
 
@@ -74,6 +75,16 @@ def asyncapi_document(layout: StreamLayout | None = None) -> dict[str, Any]:
             title=f"event {event_type}",
             description=(event_model.__doc__ or "").strip() or None,
         )
+    broker.subscriber(
+        layout.forget_subject,
+        title="command forget_customer",
+        description="Core NATS request/reply (in no stream, so the email asked for is never "
+        f"stored); header `{COMMAND_ID}`. Replies with the forget result or a rejection "
+        "(docs/privacy.md).",
+    )(_documented(ForgetCustomer))
+    broker.publisher(
+        "{reply inbox of forget_customer}", schema=ForgetResult, title="reply forget_customer"
+    )
     for reply in (AcceptedReply, RejectedReply):
         broker.publisher(
             "{Checkout-Reply-To}",
