@@ -3,6 +3,7 @@ against the suite's real Postgres and NATS (docs/privacy.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import stat
 from datetime import timedelta
@@ -23,6 +24,7 @@ from orchestrator.privacy.migration import StreamCopyError, seal_stream
 from orchestrator.settings import Settings
 from tests.support.builders import T0, layout_for, metadata, new_session_id, requested
 from tests.support.capture import stored_messages
+from tests.support.waiting import wait_until
 
 KEK_A = base64.b64encode(b"A" * 32).decode()
 KEK_B = base64.b64encode(b"B" * 32).decode()
@@ -189,4 +191,48 @@ async def test_a_stream_of_clear_events_is_copied_sealed_and_can_then_be_forgott
             await sealed_store.close()
     finally:
         await clear_store.close()
+        await nc.close()
+
+
+async def test_a_forget_waits_for_a_projector_batch_that_holds_the_key(
+    database_url, nats_url, stream_names
+):
+    """The projector opens sealed customers inside its batch transaction with the keys
+    share-locked: destroying a key waits for that batch to commit, so the batch's rows are
+    there for `customer_forgotten` to blank (no clear row written after the blanking)."""
+    nc = await nats.connect(nats_url)
+    layout = layout_for(stream_names)
+    await ensure_streams(nc, layout)
+    session_id = new_session_id()
+    try:
+        async with privacy(Settings(), _endpoints(database_url)) as personal:
+            store = EventStore(nc, layout, sealer=personal.sealer)
+            await store.append(
+                session_id, [requested(session_id, customer=CAROL)], metadata(), expected_version=0
+            )
+            recorded = (await store.load(session_id)).events
+            forgetter = Forgetter(personal.keyring, store, clock=lambda: T0, new_id=lambda: "e2")
+            pool = personal.keyring.pool
+            async with pool.acquire() as batch, batch.transaction():
+                (opened,) = await personal.opener.open(recorded, batch)
+                assert opened.event.customer == CAROL
+                forget = asyncio.create_task(
+                    forgetter.forget(ForgetCustomer(email=CAROL.email), "forget-2")
+                )
+
+                async def forget_blocked() -> bool:
+                    waiting = await pool.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                    return bool(waiting)
+
+                await wait_until(forget_blocked, 30, what="the forget waiting for the batch")
+                assert not forget.done()
+            result = await forget  # the batch committed: now the key goes
+            assert result.status == "forgotten"
+            (after,) = await personal.opener.open(recorded)
+            assert isinstance(after.event.customer, ErasedCustomer)
+            await store.close()
+    finally:
         await nc.close()
