@@ -171,11 +171,8 @@ def _operator_routes(app: APIRouter, parked: ParkedEvents) -> None:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> ParkedEventList:
         """Events the projections could not apply; empty in a healthy system."""
-        events = await parked.list(projection=projection, limit=limit)
-        return ParkedEventList(
-            count=await parked.count(projection=projection),
-            data=[ParkedEventBody(**asdict(e)) for e in events],
-        )
+        count, events = await parked.page(projection=projection, limit=limit)
+        return ParkedEventList(count=count, data=[ParkedEventBody(**asdict(e)) for e in events])
 
 
 def create_app(

@@ -17,6 +17,7 @@ one bad event never stops a partition. A parked event is also a hole in a read m
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,6 +92,16 @@ class ParkedEvents:
     async def count(self, *, projection: str | None = None) -> int:
         async with self._pool.acquire() as conn:
             return int(await conn.fetchval(_COUNT, projection))
+
+    async def page(
+        self, *, projection: str | None = None, limit: int = 100
+    ) -> tuple[int, Sequence[ParkedEvent]]:
+        """The count and the first ``limit`` events, from one snapshot (two separate
+        reads could see a batch park its events between them: a count without its rows)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            count = int(await conn.fetchval(_COUNT, projection))
+            rows = await conn.fetch(_LIST, projection, limit)
+        return count, [ParkedEvent(**dict(r)) for r in rows]
 
 
 async def replay_parked(

@@ -186,7 +186,7 @@ async def _switch(
     name: str,
     old: int,
     new: int,
-    personal: PersonalData | None,
+    personal: PersonalData | None = None,
 ) -> int:
     """The switch transaction (see module doc, step 3); returns the gap events applied."""
     gap = 0

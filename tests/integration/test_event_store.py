@@ -161,7 +161,7 @@ async def test_headers_carry_the_envelope(nc, store):
     msg = await nc.jetstream().get_msg(store.layout.events_stream, result.last_sequence)
     headers = msg.headers
     assert headers["Checkout-Event-Type"] == "requested"
-    assert headers["Checkout-Schema-Version"] == "1"
+    assert headers["Checkout-Schema-Version"] == "2"  # v2: sealed customers
     assert headers["Checkout-Command-Id"] == "cmd-headers"
     assert headers["Checkout-Event-Id"] == meta[0].event_id
     assert headers["Nats-Msg-Id"] == "cmd-headers:0"
