@@ -18,7 +18,7 @@ from events.catalog import CustomerForgotten
 from events.envelope import RecordedEvent
 from projections.fold import Core, Lifecycle, SessionState, Unapplicable, apply
 from projections.read_models import Refusal
-from projections.read_models.sql import Column, dumps, table, unnest_insert
+from projections.read_models.sql import Column, blank_forgotten, dumps, table, unnest_insert
 
 __all__ = ["COLUMNS", "Sessions", "row_values", "state_from_row"]
 
@@ -185,11 +185,7 @@ class Sessions:
     async def forget(
         self, conn: asyncpg.Connection, version: int, forgotten: Sequence[CustomerForgotten]
     ) -> None:
-        statement = _FORGET.format(target=table("sessions", version))
-        for event in forgotten:
-            await conn.execute(
-                statement, event.subject, list(event.sessions), list(event.metadata_keys)
-            )
+        await blank_forgotten(conn, _FORGET.format(target=table("sessions", version)), forgotten)
 
     async def apply(
         self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]

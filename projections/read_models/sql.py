@@ -9,7 +9,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Column", "dumps", "table", "unnest_insert"]
+import asyncpg
+
+from events.catalog import CustomerForgotten
+
+__all__ = ["Column", "blank_forgotten", "dumps", "table", "unnest_insert"]
 
 
 def table(base: str, version: int) -> str:
@@ -42,3 +46,14 @@ def unnest_insert(target: str, columns: Sequence[Column], conflict: str) -> str:
     # identifiers come from code, values are parameters
     head = f"INSERT INTO {target} ({names}) SELECT {selects} "
     return head + f"FROM unnest({params}) AS u({names}) {conflict}"
+
+
+async def blank_forgotten(
+    conn: asyncpg.Connection, statement: str, forgotten: Sequence[CustomerForgotten]
+) -> None:
+    """Run a read model's blanking ``statement`` ($1 subject, $2 its sessions, $3 the
+    personal metadata keys) for each forgotten subject."""
+    for event in forgotten:
+        await conn.execute(
+            statement, event.subject, list(event.sessions), list(event.metadata_keys)
+        )

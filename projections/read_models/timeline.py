@@ -16,7 +16,7 @@ import asyncpg
 from events.catalog import CustomerForgotten
 from events.envelope import RecordedEvent
 from projections.read_models import Refusal
-from projections.read_models.sql import Column, table, unnest_insert
+from projections.read_models.sql import Column, blank_forgotten, table, unnest_insert
 
 __all__ = ["COLUMNS", "Timeline", "row_values", "trace_id"]
 
@@ -87,11 +87,7 @@ class Timeline:
     async def forget(
         self, conn: asyncpg.Connection, version: int, forgotten: Sequence[CustomerForgotten]
     ) -> None:
-        statement = _FORGET.format(target=table("timeline", version))
-        for event in forgotten:
-            await conn.execute(
-                statement, event.subject, list(event.sessions), list(event.metadata_keys)
-            )
+        await blank_forgotten(conn, _FORGET.format(target=table("timeline", version)), forgotten)
 
     async def apply(
         self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
