@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from collections.abc import Collection, Mapping
 from typing import Annotated, Literal
@@ -132,7 +131,7 @@ def open_sealed(
         raw = base64.urlsafe_b64decode(sealed.ciphertext + "=" * (-len(sealed.ciphertext) % 4))
         nonce, body = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
         plaintext = AESGCM(key).decrypt(nonce, body, _associated(subject, session_id))
-        return PersonalFields.model_validate(json.loads(plaintext))
+        return PersonalFields.model_validate_json(plaintext)
     except (InvalidTag, binascii.Error, ValueError, ValidationError) as exc:
         # never echo the ciphertext or a plaintext fragment
         raise DecodeError(

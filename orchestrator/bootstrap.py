@@ -330,6 +330,7 @@ async def orchestrator(
                 clock=clock,
                 new_id=new_id,
                 personal_metadata_keys=personal.personal_metadata_keys,
+                sealer=personal.sealer,
             )
             forget_sub = await serve_forget(nc, layout, forgetter)
             stack.push_async_callback(forget_sub.unsubscribe)

@@ -31,6 +31,7 @@ from events.envelope import EventMetadata
 from events.values import EmailAddress, Identifier, Value
 from orchestrator.jetstream.event_store import DuplicateCommand, EventStore
 from orchestrator.privacy.keyring import Keyring, Lookup, guarded
+from orchestrator.privacy.sealing import Sealer
 
 __all__ = ["ForgetCustomer", "ForgetResult", "Forgetter", "ProviderSessionRef"]
 
@@ -85,7 +86,10 @@ class Forgetter:
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
         personal_metadata_keys: Collection[str] = (),
+        sealer: Sealer | None = None,
     ) -> None:
+        """``sealer``: this process's, whose cache of keys the forgotten subjects leave."""
+        self._sealer = sealer
         self._keyring = keyring
         self._store = store
         self._clock = clock
@@ -94,6 +98,8 @@ class Forgetter:
 
     async def forget(self, request: ForgetCustomer, request_id: str) -> ForgetResult:
         found = await guarded(lambda: self._destroy(request))
+        if self._sealer is not None:
+            self._sealer.forget_cached(found.subjects)
         if not found.subjects:
             await self._record(request, request_id, found)
             return ForgetResult(request_id=request_id, status="not_found")

@@ -220,6 +220,11 @@ class Keyring:
         await conn.execute(_LINK_SESSION, found.subject, session_id)
         return found
 
+    async def link_if_live(self, subject: str, session_id: str) -> bool:
+        """Link a session to a subject that is not forgotten; False when it is (or the
+        link existed already: the caller then takes the slow path)."""
+        return bool(await self._pool.fetchval(_LINK_IF_LIVE, subject, session_id))
+
     async def key_of(self, conn: asyncpg.Connection, subject: str, session_id: str) -> SubjectKey:
         """The key of a known subject (a session's later events), linking the session."""
         row = await conn.fetchrow(_READ_SUBJECT, subject)
@@ -296,5 +301,10 @@ _LINK_LOOKUP = (
 _LINK_SESSION = (
     "INSERT INTO data_subject_sessions (subject_id, session_id) VALUES ($1, $2) "
     "ON CONFLICT DO NOTHING"
+)
+_LINK_IF_LIVE = (
+    "INSERT INTO data_subject_sessions (subject_id, session_id) SELECT $1, $2 "
+    "WHERE EXISTS (SELECT 1 FROM data_subjects WHERE subject_id = $1 AND forgotten_at IS NULL) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
 )
 _SUBJECTS_OF_LOOKUP = "SELECT subject_id FROM data_subject_lookups WHERE lookup = $1"

@@ -57,10 +57,16 @@ def _lookups(customer: Customer) -> list[Lookup]:
     return found
 
 
+CACHE_SIZE = 10_000
+"""Subjects whose keys a `Sealer` keeps in memory (per cache)."""
+
+
 class Sealer:
     def __init__(self, keyring: Keyring, personal_metadata_keys: Collection[str] = ()) -> None:
         self._keyring = keyring
         self._personal_keys = frozenset(personal_metadata_keys)
+        self._by_subject: dict[str, SubjectKey] = {}
+        self._by_lookups: dict[tuple[bytes, ...], SubjectKey] = {}
 
     @property
     def personal_metadata_keys(self) -> frozenset[str]:
@@ -78,39 +84,64 @@ class Sealer:
         self, session_id: str, events: Sequence[CheckoutEvent], subject: str | None
     ) -> list[CheckoutEvent]:
         """``events`` with every clear customer sealed (see module doc)."""
-        if not any(self._needs_sealing(e) for e in events):
+        personal = [e for e in events if self._needs_sealing(e)]
+        if not personal:
             return list(events)
+        first = personal[0]
+        assert isinstance(first, _Personal)  # noqa: S101 - _needs_sealing saw to it
+        assert isinstance(first.customer, Customer)  # noqa: S101
         try:
-            async with self._keyring.pool.acquire() as conn, conn.transaction():
-                return await self._seal(conn, session_id, events, subject)
+            key = await self._key(session_id, first.customer, subject)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise KeyStoreUnavailable(
                 f"the key store did not answer: {type(exc).__name__}"
             ) from exc
+        return [
+            self._sealed(e, key, session_id)
+            if isinstance(e, _Personal) and self._needs_sealing(e)
+            else e
+            for e in events
+        ]
 
-    async def _seal(
-        self,
-        conn: asyncpg.Connection,
-        session_id: str,
-        events: Sequence[CheckoutEvent],
-        subject: str | None,
-    ) -> list[CheckoutEvent]:
-        key: SubjectKey | None = None
-        sealed: list[CheckoutEvent] = []
-        for event in events:
-            if not self._needs_sealing(event):
-                sealed.append(event)
-                continue
-            assert isinstance(event, _Personal)  # noqa: S101 - _needs_sealing saw to it
-            assert isinstance(event.customer, Customer)  # noqa: S101
-            if key is None:
-                key = await (
-                    self._keyring.key_of(conn, subject, session_id)
-                    if subject is not None
-                    else self._keyring.subject_for(conn, _lookups(event.customer), session_id)
-                )
-            sealed.append(self._sealed(event, key, session_id))
-        return sealed
+    async def _key(self, session_id: str, customer: Customer, subject: str | None) -> SubjectKey:
+        """The session's subject key: from the cache when this process has seen it (a
+        known subject: no round trip; known lookups: one statement that links the session
+        if the subject is still live), else from the key store in one transaction."""
+        if subject is not None and (cached := self._by_subject.get(subject)) is not None:
+            return cached  # the session was linked when its first sealed event was written
+        lookups = _lookups(customer)
+        hashes = tuple(self._keyring.lookup(item) for item in lookups)
+        if hashes and (cached := self._by_lookups.get(hashes)) is not None:
+            if await self._keyring.link_if_live(cached.subject, session_id):
+                return cached
+            self.forget_cached([cached.subject])
+        async with self._keyring.pool.acquire() as conn, conn.transaction():
+            if subject is not None:
+                found = await self._keyring.key_of(conn, subject, session_id)
+            else:
+                found = await self._keyring.subject_for(conn, lookups, session_id)
+        if found.key is not None:
+            self._remember(found, hashes if subject is None else ())
+        return found
+
+    def _remember(self, found: SubjectKey, hashes: tuple[bytes, ...]) -> None:
+        self._by_subject[found.subject] = found
+        if hashes:
+            self._by_lookups[hashes] = found
+        while len(self._by_subject) > CACHE_SIZE:  # oldest first (dicts keep their order)
+            del self._by_subject[next(iter(self._by_subject))]
+        while len(self._by_lookups) > CACHE_SIZE:
+            del self._by_lookups[next(iter(self._by_lookups))]
+
+    def forget_cached(self, subjects: Iterable[str]) -> None:
+        """Drop forgotten subjects from this process's cache (`Forgetter` calls it; another
+        process may seal for a forgotten subject until its own check fails, under a key
+        that no longer exists: readers get the erased marker all the same)."""
+        gone = set(subjects)
+        for subject in gone:
+            self._by_subject.pop(subject, None)
+        for hashes in [h for h, k in self._by_lookups.items() if k.subject in gone]:
+            del self._by_lookups[hashes]
 
     def _sealed(self, event: _Personal, key: SubjectKey, session_id: str) -> CheckoutEvent:
         assert isinstance(event.customer, Customer)  # noqa: S101

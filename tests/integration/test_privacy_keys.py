@@ -21,6 +21,7 @@ from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.privacy.forgetting import ForgetCustomer, Forgetter
 from orchestrator.privacy.keyring import KeyEncryptionKey, KeyEncryptionKeyError
 from orchestrator.privacy.migration import StreamCopyError, seal_stream
+from orchestrator.privacy.sealing import Sealer
 from orchestrator.settings import Settings
 from tests.support.builders import T0, layout_for, metadata, new_session_id, requested
 from tests.support.capture import stored_messages
@@ -233,6 +234,36 @@ async def test_a_forget_waits_for_a_projector_batch_that_holds_the_key(
             assert result.status == "forgotten"
             (after,) = await personal.opener.open(recorded)
             assert isinstance(after.event.customer, ErasedCustomer)
+            await store.close()
+    finally:
+        await nc.close()
+
+
+async def test_a_customer_forgotten_elsewhere_gets_a_new_subject_when_buying_again(
+    database_url, nats_url, stream_names
+):
+    """Another process's sealer remembers the forgotten subject: its next create for the
+    same email finds the subject gone (one statement) and makes a new, readable one."""
+    nc = await nats.connect(nats_url)
+    layout = layout_for(stream_names)
+    await ensure_streams(nc, layout)
+    try:
+        async with privacy(Settings(), _endpoints(database_url)) as personal:
+            elsewhere = Sealer(personal.keyring)  # a second commands process
+            first, again = new_session_id(), new_session_id()
+            (before,) = await elsewhere.seal(first, [requested(first, customer=CAROL)], None)
+            store = EventStore(nc, layout, sealer=personal.sealer)
+            forgetter = Forgetter(
+                personal.keyring, store, clock=lambda: T0, new_id=lambda: "e3",
+                sealer=personal.sealer,
+            )  # fmt: skip
+            assert (await forgetter.forget(ForgetCustomer(email=CAROL.email), "f-3")).subjects
+            (after,) = await elsewhere.seal(again, [requested(again, customer=CAROL)], None)
+            assert isinstance(before, CheckoutRequested)
+            assert isinstance(after, CheckoutRequested)
+            assert after.subject != before.subject
+            (opened,) = await personal.opener.open([_recorded(after)])
+            assert opened.event.customer == CAROL  # the new order is readable
             await store.close()
     finally:
         await nc.close()
