@@ -1,6 +1,7 @@
 #!/bin/sh
 # Create the secret files deploy/docker-compose.yml mounts (compose refuses to start when one
-# is missing): a random PGPASSWORD, a random CHECKOUT_NATS_PASSWORD, a private CA for NATS
+# is missing): a random PGPASSWORD, a random CHECKOUT_NATS_PASSWORD, a random
+# CHECKOUT_PRIVACY_KEK (the key-encryption key of docs/privacy.md), a private CA for NATS
 # with the servers' certificate, and an empty file per provider credential. Fill in the
 # providers you use; an empty file leaves that provider unconfigured. Never overwrites.
 # Compose bind-mounts these files with their own mode and owner, and the image runs as an
@@ -18,6 +19,10 @@ if [ ! -e CHECKOUT_NATS_PASSWORD ]; then
     # letters only: nats-server reads it as a config value ($CHECKOUT_NATS_PASSWORD), where
     # digits alone would be a number
     LC_ALL=C tr -dc 'A-Za-z' < /dev/urandom | head -c 40 > CHECKOUT_NATS_PASSWORD
+fi
+if [ ! -e CHECKOUT_PRIVACY_KEK ]; then
+    # the key-encryption key of customers' data keys: 32 random bytes, base64 (docs/privacy.md)
+    head -c 32 /dev/urandom | base64 > CHECKOUT_PRIVACY_KEK
 fi
 if [ ! -e nats-ca.crt ]; then
     # a private CA (kept here, not mounted anywhere) and the certificate of the three NATS
