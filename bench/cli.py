@@ -220,8 +220,11 @@ def privacy(
     embedded servers (docs/privacy.md)."""
     from bench.privacy import measure_privacy  # noqa: PLC0415 - only this command needs it
 
-    cost = measure_privacy(Settings(), sessions)
-    table = Table(title=f"sealing personal data: {cost.events:,} events of {sessions:,} sessions")
+    cost = measure_privacy(Settings(), sessions, repeat)
+    table = Table(
+        title=f"sealing personal data: {cost.events:,} events of {sessions:,} sessions, "
+        f"best of {repeat} alternated runs each"
+    )
     for column in ("scenario", "clear (events/s)", "sealed (events/s)", "sealed/clear"):
         table.add_column(column, justify="right")
     for name, clear, sealed in (

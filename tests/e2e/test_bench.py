@@ -63,7 +63,7 @@ def test_bench_runs_every_scenario_and_writes_figures(tmp_path):
 def test_bench_privacy_prints_clear_and_sealed_side_by_side(tmp_path):
     environment = _environment()
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "privacy", "--sessions", "60"],
+        [sys.executable, "-m", "bench", "privacy", "--sessions", "60", "--repeat", "1"],
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
