@@ -212,9 +212,8 @@ async def _projector_process(s: Scratch, *, count: int = 1) -> AsyncIterator[Non
 
 @app.command("privacy")
 def privacy(
-    sessions: Annotated[
-        int, typer.Option(help="sessions appended and projected, each way")
-    ] = 2_000,
+    sessions: Annotated[int, typer.Option(help="sessions appended and projected")] = 2_000,
+    repeat: Annotated[int, typer.Option(min=1, help="runs of each kind, alternated")] = 2,
 ) -> None:
     """What sealing personal data costs: appends and catch-up, in clear and sealed, on
     embedded servers (docs/privacy.md)."""
