@@ -69,8 +69,13 @@ class Ownership:
     async def close(self) -> None:
         """Close the connection: Postgres releases every lock it held."""
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.is_closed():
+        if conn is None or conn.is_closed():
+            return
+        try:
             await conn.close(timeout=5)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.InternalClientError):  # fmt: skip
+            conn.terminate()  # a broken connection (the server crashed): just drop it
 
     def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():

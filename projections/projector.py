@@ -196,7 +196,14 @@ class Projector:
             free = [p for p in range(self._source.partitions) if p not in self._readers]
             for partition in await self._ownership.claim(free, share - len(self._readers)):
                 await self._adopt(partition)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            # a connection a crash left mid-operation: "another operation is in progress"
+            asyncpg.InternalClientError,
+            TimeoutError,
+        ) as exc:
             log.warning("projector %s lost its ownership connection: %r", self._settings.name, exc)
             for partition in list(self._readers):
                 await self._drop(partition, release=False)
