@@ -558,8 +558,8 @@ async def gateway(
             ("webhooks", processor.run(stop, idle=settings.webhook_worker_interval_seconds)),
             ("settlement", settler.run(stop, interval=settings.settlement_interval_seconds)),
         ):
-            stack.push_async_callback(_cancelled, asyncio.create_task(job, name=name))
-        stack.callback(stop.set)
+            stack.push_async_callback(_finished, asyncio.create_task(job, name=name))
+        stack.callback(stop.set)  # runs first: the jobs end their round, then are cancelled
         yield Gateway(server.base_url, client, inbox, processor, settler)
 
 
@@ -596,3 +596,11 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _finished(task: asyncio.Task[None], grace: float = 5.0) -> None:
+    """A job asked to stop (its ``stop`` event is set) finishes the round it is in, then
+    is cancelled if it has not: a provider call cancelled mid-flight can leave its socket
+    for the garbage collector to close."""
+    await asyncio.wait({task}, timeout=grace)
+    await _cancelled(task)

@@ -152,11 +152,14 @@ class WebhookSender:
             await asyncio.wait_for(asyncio.gather(*self._background), timeout=timeout)
 
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        for task in list(self._background):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        while self._background:  # a delivery may be spawned while others are cancelled
+            tasks = list(self._background)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._background.difference_update(tasks)
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
