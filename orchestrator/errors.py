@@ -24,6 +24,7 @@ side) and re-exported here. Every error has a stable ``code`` for replies:
     ├── CommandRejected           command_rejected       a rejected reply; ``code``: the reply's
     ├── CommandPending            command_pending        queued, no reply in time (client)
     ├── DuplicateCommand          duplicate_command      already held (event_store)
+    ├── StreamCopyError           stream_copy_failed     privacy seal-stream cannot go on (privacy)
     ├── SettingsError             invalid_settings       settings contradict each other
     │   ├── NatsSettingsError     invalid_nats_settings  NATS credentials/TLS settings (settings)
     │   │   └── NatsTlsError      invalid_nats_tls       a TLS file is missing or unreadable
