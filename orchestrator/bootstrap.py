@@ -292,7 +292,9 @@ async def orchestrator(
             store, new_event_id=new_id, create_flow=flow, closer=closer, telemetry=telemetry
         )
         await upgrade_consumer(nc, layout)
-        register_command_service(broker, layout, handler, clock, nc)
+        register_command_service(
+            broker, layout, handler, clock, nc, workers=settings.commands_in_flight
+        )
         await broker.start()
         stack.push_async_callback(broker.stop)
         keep_fetch_contract(broker)  # an idle queue is not a crash (fetch_contract)
