@@ -84,9 +84,7 @@ class FormBodyHTTPXClient(stripe.HTTPXClient):
     latency have, every call beyond the 20th opened and closed a connection of its own).
     """
 
-    def __init__(
-        self, timeout: float = 80, *, max_connections: int = 256, **kwargs: Any
-    ) -> None:
+    def __init__(self, timeout: float = 80, *, max_connections: int = 256, **kwargs: Any) -> None:
         super().__init__(timeout=timeout, **kwargs)
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=stripe.ca_bundle_path)
