@@ -15,14 +15,16 @@ Batches. The worker pulls what the queue holds (up to ``batch_size``, never more
 - commands that call no provider, of sessions with one command in the batch and no
   earlier command still in hand, go to `CommandHandler.handle_many`: one pipelined round
   of direct gets loads their sessions, each is decided, their appends go out together
-  (each with its own OCC expectation), then the replies and acks;
+  (each with its own OCC expectation), then the replies and acks; this runs in a task
+  of its own, and the worker pulls the next batch meanwhile;
 - every other command (a create that opens a provider session, an expiry or cancel that
   closes one, several commands of one session, a session still busy from an earlier
   batch) goes to its session's queue: one task per session handles them one after the
   other with `CommandHandler.handle`, behind whatever that session already has in hand,
   while the worker pulls the next batch.
 
-So commands of one session are handled in the order the queue delivered them, and a
+So commands of one session are handled in the order the queue delivered them (a
+session in hand, in a batch or its queue, takes its next command only after), and a
 slow provider holds only its own session.
 
 FastStream declares the command subscribers for the AsyncAPI document
@@ -233,10 +235,14 @@ class CommandWorker:
                 together.extend(commands)
             else:
                 self._queue(session_id, commands)
-        if together:
-            outcomes = await self._handler.handle_many([(p.command, p.context) for p in together])
-            for parsed, outcome in zip(together, outcomes, strict=True):
-                await self._settle(parsed.msg, outcome, parsed.context.command_id)
+        if together:  # in a task of its own: the next batch is pulled meanwhile
+            sessions = [parsed.command.session_id for parsed in together]
+            self._track(sessions, asyncio.create_task(self._together(together)))
+
+    async def _together(self, together: list[_Parsed]) -> None:
+        outcomes = await self._handler.handle_many([(p.command, p.context) for p in together])
+        for parsed, outcome in zip(together, outcomes, strict=True):
+            await self._settle(parsed.msg, outcome, parsed.context.command_id)
 
     async def _parsed(self, msg: Msg) -> _Parsed | None:
         """The command in ``msg``; None when it was settled already (rejected)."""
@@ -252,14 +258,20 @@ class CommandWorker:
 
     def _queue(self, session_id: str, commands: list[_Parsed]) -> None:
         """Handle ``commands`` one by one behind what their session already has in hand."""
-        task = asyncio.create_task(self._one_by_one(self._sessions.get(session_id), commands))
-        self._sessions[session_id] = task
+        before = self._sessions.get(session_id)
+        self._track([session_id], asyncio.create_task(self._one_by_one(before, commands)))
+
+    def _track(self, sessions: list[str], task: asyncio.Task[None]) -> None:
+        """``task`` now holds ``sessions``: their next commands wait for it."""
+        for session_id in sessions:
+            self._sessions[session_id] = task
         self._tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
             self._tasks.discard(finished)
-            if self._sessions.get(session_id) is finished:
-                del self._sessions[session_id]
+            for session_id in sessions:
+                if self._sessions.get(session_id) is finished:
+                    del self._sessions[session_id]
 
         task.add_done_callback(done)
 
