@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -146,6 +147,23 @@ async def _commands(run: Run) -> None:
         )
     )
     _cpu_row(report, "  CPU per command, in that run", ours, raw)
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        async with scratch(settings, endpoints) as s:
+            many = await _drive_commands(
+                s, options, ["up", "--role", "commands", "--workers", str(cores)]
+            )
+        report.add(
+            Row(
+                f"  the same with {cores} command workers (up --workers {cores})",
+                "commands/s",
+                many.throughput,
+                raw=raw.throughput,
+                note=f"vs 1 worker: {many.throughput / ours.throughput:.2f}x; "
+                f"{many.cpu_us:,.0f} µs CPU per command; p99 {many.latency.p99_ms:,.1f} ms "
+                f"at {many.latency.achieved:,.0f}/s",
+            )
+        )
     for label, mine, theirs in (
         ("p50", ours.latency.p50_ms, raw.latency.p50_ms),
         ("p99", ours.latency.p99_ms, raw.latency.p99_ms),
