@@ -596,12 +596,25 @@ async def _run(settings: Settings, options: BenchOptions, console: Console) -> R
                 "concurrency": options.concurrency,
             }
         )
+        report.conditions["machine_at_start"] = _machine_load()
         for name, step in SCENARIOS.items():
             if options.only and name not in options.only:
                 continue
             console.print(f"[dim]running {name} ...[/dim]")
             await step(Run(settings, endpoints, options, report))
+        report.conditions["machine_at_end"] = _machine_load()
     return report
+
+
+def _machine_load() -> str:
+    """Load averages and the CPU pressure (share of time tasks waited for a core) of the
+    last 10 s / 60 s / 300 s: how much others used the machine while we measured."""
+    load = "/".join(f"{value:.2f}" for value in os.getloadavg())
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0].split()[1:4]
+    except (OSError, IndexError):
+        return f"load {load}"
+    return f"load {load}, cpu pressure {'/'.join(part.split('=')[1] for part in some)}%"
 
 
 def run_bench(settings: Settings, options: BenchOptions, console: Console) -> Report:
