@@ -33,7 +33,8 @@ per message a parser, a decoder, its logging and telemetry middlewares, a task o
 task group and its ack wrapper (~13% of the worker's CPU in the profile of
 docs/performance.md), and its batch mode keeps fetching until a batch is full or its
 timeout passes (a fixed wait added to every command of a partly full batch). The loop
-here pulls with nats-py and continues the caller's trace itself (``traceparent``
+here pulls with nats-py (one ``fetch(n)``: it waits for the first command and returns
+with what else is there) and continues the caller's trace itself (``traceparent``
 header; `CommandHandler` starts the ``checkout.command`` span in it).
 """
 
@@ -76,7 +77,6 @@ MAX_RETRY_DELAY_SECONDS = 5.0
 DEFAULT_IN_FLIGHT = 256
 DEFAULT_BATCH = 256
 IDLE_POLL_SECONDS = 1.0  # a waiting pull on an empty queue lasts this long
-TOP_UP_SECONDS = 0.001  # after the first command, how long to wait for more of a batch
 STOP_SECONDS = 10.0  # on stop, how long commands in hand may take to finish
 
 
@@ -199,14 +199,13 @@ class CommandWorker:
                 await self._handle(batch)
 
     async def _pull(self, room: int) -> list[Msg]:
-        """Wait (``IDLE_POLL_SECONDS``) for one command, then take what else is there."""
+        """Wait (``IDLE_POLL_SECONDS``) for a command, and take what else is there."""
         assert self._subscription is not None  # noqa: S101 - started
         self._fetching = True
         try:
-            batch = await self._subscription.fetch(1, timeout=IDLE_POLL_SECONDS)
-            if room > 1:
-                with contextlib.suppress(TimeoutError):
-                    batch += await self._subscription.fetch(room - 1, timeout=TOP_UP_SECONDS)
+            # waits for the first command, then returns with what else is there
+            # (nats-py's no-wait probe with an expiry: one round trip per batch)
+            batch = await self._subscription.fetch(room, timeout=IDLE_POLL_SECONDS)
         except TimeoutError:  # nats-py's own and the builtin one (fetch_contract): empty
             return []
         except nats.errors.Error as exc:  # reconnecting: the commands stay queued
