@@ -4,6 +4,7 @@ python -m bench run                  every scenario beside its raw baseline and 
 python -m bench projections          projector catch-up and lag on the running servers
 python -m bench raw-worker           the raw command loop `run` compares with (it starts it)
 python -m bench raw-projector        the raw follower `run` compares with (it starts it)
+python -m bench stripe-sim           the Stripe simulator at a set latency (`run` starts it)
 python -m bench privacy              appends and catch-up with and without sealing personal data
 
 Not part of the installed product: nothing under orchestrator/, events/ or projections/
@@ -138,6 +139,27 @@ def bench_raw_worker() -> None:
         nc = await connect_nats(url, "checkout-bench-raw", nats_options(settings))
         console.print("raw worker up")
         await raw_worker(nc, settings.layout())
+
+    asyncio.run(main())
+
+
+@app.command("stripe-sim")
+def bench_stripe_sim(
+    latency: Annotated[float, typer.Option(help="seconds each API call waits")] = 0.0,
+) -> None:
+    """The Stripe simulator in a process of its own (so its work does not share the load
+    generator's event loop), answering every API call after ``latency`` seconds."""
+    from orchestrator.sandbox.stripe_sim import StripeSimulator  # noqa: PLC0415
+
+    async def main() -> None:
+        async with StripeSimulator() as stripe:
+            stripe.faults.set(latency_seconds=latency)
+            # the sandbox's own test credentials, for the `up` the bench points at it
+            console.print(
+                f"stripe simulator up {stripe.base_url} {stripe.api_key} {stripe.webhook_secret}",
+                soft_wrap=True,
+            )
+            await asyncio.Event().wait()
 
     asyncio.run(main())
 

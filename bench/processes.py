@@ -16,11 +16,66 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["Child", "OtlpSink", "cli_process", "otlp_sink"]
+__all__ = ["Child", "CpuClock", "OtlpSink", "cli_process", "cpu_seconds", "otlp_sink"]
 
 _READY_TIMEOUT = 60.0
 _BESIDE = Path(sys.executable).with_name("py-spy")  # installed with the bench extra
 _PY_SPY = str(_BESIDE) if _BESIDE.exists() else "py-spy"
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux), None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and of every live process below it (the
+    workers `up --workers N` starts), from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for member in (pid, *_tree(pid)):
+        fields = _stat(member)
+        if fields is not None:  # utime and stime: fields 14 and 15 of stat(5)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        below = children.get(queue.pop(), [])
+        found.extend(below)
+        queue.extend(below)
+    return found
+
+
+@dataclass
+class CpuClock:
+    """CPU time a process tree spends while a load runs: ``async with clock.timing()``."""
+
+    pids: tuple[int, ...]
+    seconds: float = 0.0
+
+    @contextlib.asynccontextmanager
+    async def timing(self) -> AsyncIterator[None]:
+        before = sum(map(cpu_seconds, self.pids))
+        try:
+            yield
+        finally:
+            self.seconds += sum(map(cpu_seconds, self.pids)) - before
+
+    def per(self, count: int) -> float:
+        """Microseconds of CPU per unit of work."""
+        return self.seconds / count * 1e6 if count else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +137,12 @@ async def _sampled(pid: int, arguments: list[str], profile: Path | None) -> Asyn
         yield
         return
     name = "-".join(a.removeprefix("--") for a in arguments) or "process"
-    output = profile / f"{name}-{pid}.svg"
+    # BENCH_PROFILE_FORMAT=raw: collapsed stacks (one line per stack), to add up by hand
+    form = os.environ.get("BENCH_PROFILE_FORMAT", "flamegraph")
+    output = profile / f"{name}-{pid}.{'svg' if form == 'flamegraph' else 'txt'}"
     spy = await asyncio.create_subprocess_exec(
         _PY_SPY, "record", "--pid", str(pid), "--rate", "200", "--nonblocking",
-        "--output", str(output),
+        "--subprocesses", "--format", form, "--output", str(output),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:

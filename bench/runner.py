@@ -7,8 +7,10 @@ each scenario gets a scratch stream and a scratch database, so runs never mix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,13 +18,13 @@ from rich.console import Console
 
 from bench import append, commands, growth, projection
 from bench.measure import Lag, load_sessions, measure_catch_up, measure_lag
-from bench.processes import cli_process, otlp_sink
+from bench.processes import CpuClock, cli_process, otlp_sink
 from bench.report import Report, Row, Target
 from bench.scratch import Scratch, scratch
 from orchestrator.bootstrap import Endpoints, connect_nats, projector_settings, servers
+from orchestrator.embedded.cluster import EmbeddedNatsCluster
 from orchestrator.jetstream.connection import nats_options
 from orchestrator.jetstream.event_store import EventStore
-from orchestrator.sandbox.stripe_sim import StripeSimulator
 from orchestrator.settings import Settings
 from projections import rebuild
 
@@ -117,69 +119,115 @@ async def _peer(
     return {"write": written.events_per_second, "projection": projected.events_per_second}
 
 
+@dataclass(frozen=True, slots=True)
+class Drive:
+    """One command worker driven by the load generator: throughput, latency, CPU."""
+
+    throughput: float
+    latency: commands.Latency
+    cpu_us: float  # CPU of the worker's processes per command, in the throughput run
+    cpu_us_at_rate: float  # the same in the fixed-rate run
+    rejected: int
+    more: dict[int, tuple[commands.Latency, float]]  # latency and CPU at further rates
+
+
 async def _commands(run: Run) -> None:
     settings, endpoints, options, report = run.settings, run.endpoints, run.options, run.report
     async with scratch(settings, endpoints) as s:
-        throughput, latency = await _drive_commands(s, options, ["up", "--role", "commands"])
+        ours = await _drive_commands(s, options, ["up", "--role", "commands"])
     async with scratch(settings, endpoints) as s:
-        raw_throughput, raw_latency = await _drive_commands(s, options, ["bench", "raw-worker"])
+        raw = await _drive_commands(s, options, ["bench", "raw-worker"])
     report.add(
         Row(
             "command path: create, no provider (1 event)",
             "commands/s",
-            throughput,
-            raw=raw_throughput,
-            target=Target(absolute=5_000),
+            ours.throughput,
+            raw=raw.throughput,
+            target=Target(of_raw=0.7),
             note=f"{options.concurrency} in flight; orchestrator in its own process",
         )
     )
-    for label, ours, raw in (
-        ("p50", latency.p50_ms, raw_latency.p50_ms),
-        ("p99", latency.p99_ms, raw_latency.p99_ms),
+    _cpu_row(report, "  CPU per command, in that run", ours, raw)
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        async with scratch(settings, endpoints) as s:
+            many = await _drive_commands(
+                s, options, ["up", "--role", "commands", "--workers", str(cores)]
+            )
+        report.add(
+            Row(
+                f"  the same with {cores} command workers (up --workers {cores})",
+                "commands/s",
+                many.throughput,
+                raw=raw.throughput,
+                note=f"vs 1 worker: {many.throughput / ours.throughput:.2f}x; "
+                f"{many.cpu_us:,.0f} µs CPU per command; p99 {many.latency.p99_ms:,.1f} ms "
+                f"at {many.latency.achieved:,.0f}/s",
+            )
+        )
+    for label, mine, theirs in (
+        ("p50", ours.latency.p50_ms, raw.latency.p50_ms),
+        ("p99", ours.latency.p99_ms, raw.latency.p99_ms),
     ):
         report.add(
             Row(
-                f"command path latency {label} at {latency.rate:,}/s",
+                f"command path latency {label} at {ours.latency.rate:,}/s",
                 "ms",
-                ours,
-                raw=raw,
+                mine,
+                raw=theirs,
                 better="lower",
                 target=Target(absolute=15) if label == "p99" else None,
-                note=f"achieved {latency.achieved:,.0f}/s",
+                note=f"achieved {ours.latency.achieved:,.0f}/s (raw {raw.latency.achieved:,.0f}/s)",
             )
         )
-    async with scratch(settings, endpoints) as s, StripeSimulator() as stripe:
-        environment = {
-            "STRIPE_API_KEY": stripe.api_key,
-            "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
-            "STRIPE_API_BASE": stripe.base_url,
-        }
-        throughput, latency = await _drive_commands(
+    async with scratch(settings, endpoints) as s, _stripe(0.0) as stripe:
+        via = await _drive_commands(
             s,
             replace(options, commands=max(300, options.commands // 5)),
             ["up", "--role", "commands"],
-            environment,
+            stripe,
             with_provider=True,
         )
     report.add(
         Row(
             "command path: create via the Stripe simulator",
             "commands/s",
-            throughput,
-            target=Target(absolute=5_000),
-            note="route + Stripe SDK call at 0 ms + 3-event atomic batch",
+            via.throughput,
+            note="route + Stripe SDK call at 0 ms + 3-event atomic batch; single node, R1",
         )
     )
     report.add(
         Row(
-            f"  its latency p99 at {latency.rate:,}/s",
+            f"  its latency p99 at {via.latency.rate:,}/s",
             "ms",
-            latency.p99_ms,
+            via.latency.p99_ms,
             better="lower",
-            target=Target(absolute=15),
-            note=f"p50 {latency.p50_ms:.1f} ms, achieved {latency.achieved:,.0f}/s",
+            note=f"p50 {via.latency.p50_ms:.1f} ms, achieved {via.latency.achieved:,.0f}/s",
         )
     )
+
+
+def _cpu_row(report: Report, scenario: str, ours: Drive, raw: Drive | None = None) -> None:
+    report.add(
+        Row(
+            scenario,
+            "µs CPU",
+            ours.cpu_us,
+            raw=raw.cpu_us if raw else None,
+            better="lower",
+            note="user + system time of the worker process(es) / commands handled",
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def _stripe(latency: float) -> AsyncIterator[dict[str, str]]:
+    """The Stripe simulator in its own process; the settings that point `up` at it."""
+    async with cli_process(
+        ["bench", "stripe-sim", "--latency", str(latency)], {}, ready="stripe simulator up"
+    ) as sim:
+        url, key, secret = sim.ready_line.split()[-3:]
+        yield {"STRIPE_API_KEY": key, "STRIPE_WEBHOOK_SECRET": secret, "STRIPE_API_BASE": url}
 
 
 async def _drive_commands(
@@ -189,19 +237,137 @@ async def _drive_commands(
     environment: dict[str, str] | None = None,
     *,
     with_provider: bool = False,
-) -> tuple[float, commands.Latency]:
+    rate: int | None = None,
+    concurrency: int | None = None,
+    more_rates: tuple[int, ...] = (),
+) -> Drive:
     async with cli_process(
         worker, {**s.environment(), **(environment or {})}, ready="up", profile=options.profile
-    ):
+    ) as child:
         sender = commands.Sender(s.nc, s.layout, with_provider=with_provider)
         await sender.start()
         await sender.throughput(200, 16)  # warm-up: connections, consumers, caches
-        throughput = await sender.throughput(options.commands, options.concurrency)
-        # the issue's fixed rate; a path that cannot sustain it is held at half its throughput
-        # (beyond its capacity an open-loop load measures only the growing queue)
-        rate = 1_000 if not with_provider else min(1_000, max(10, int(throughput / 2)))
-        latency = await sender.latency(rate, options.seconds)
-    return throughput, latency
+        cpu = CpuClock((child.pid,))
+        async with cpu.timing():
+            throughput = await sender.throughput(
+                options.commands, concurrency or options.concurrency
+            )
+        if rate is None:
+            # the issue's fixed rate; a path that cannot sustain it is held at half its
+            # throughput (beyond its capacity an open-loop load measures only the queue)
+            rate = 1_000 if not with_provider else min(1_000, max(10, int(throughput / 2)))
+        steady = CpuClock((child.pid,))
+        async with steady.timing():
+            latency = await sender.latency(rate, options.seconds)
+        more: dict[int, tuple[commands.Latency, float]] = {}
+        for other in more_rates:
+            clock = CpuClock((child.pid,))
+            async with clock.timing():
+                measured = await sender.latency(other, options.seconds)
+            more[other] = (measured, clock.per(measured.commands))
+    return Drive(
+        throughput, latency, cpu.per(options.commands), steady.per(latency.commands),
+        sender.rejected, more,
+    )  # fmt: skip
+
+
+async def _production(run: Run) -> None:
+    """Creates on the shape deploy/ runs: three nats-servers routed on loopback, R3 streams,
+    ``sync_interval: always``; beside raw atomic batches on the same cluster; then the
+    create with the Stripe simulator at a provider's latency (300 ms)."""
+    options, report = run.options, run.report
+    with (
+        tempfile.TemporaryDirectory(prefix="checkout-bench-cluster-") as directory,
+        EmbeddedNatsCluster(directory, size=3, sync_interval="always") as cluster,
+    ):
+        endpoints = replace(run.endpoints, nats_url=cluster.url, embedded_nats=True)
+        count = max(200, options.sessions // 10)
+        async with scratch(run.settings, endpoints, replicas=3) as s:
+            store = EventStore(s.nc, s.layout)
+            ours = await append.ours(
+                store, append.sessions_of_three(count, tag="o"), shape="batch", concurrency=32
+            )
+            await store.close()
+        async with scratch(run.settings, endpoints, replicas=3) as s:
+            raw = await append.raw(
+                s.nc, s.layout, append.sessions_of_three(count, tag="r"), shape="batch",
+                concurrency=32,
+            )  # fmt: skip
+        report.add(
+            Row(
+                "cluster R3, sync always: append, sessions of 3 events (batch)",
+                "events/s",
+                ours.per_second,
+                raw=raw.per_second,
+                target=Target(of_raw=0.8),
+                note="3 nats-servers on loopback (deploy/'s shape); one atomic batch per session",
+            )
+        )
+        creates = replace(options, commands=max(300, options.commands // 5))
+        async with scratch(run.settings, endpoints, replicas=3) as s, _stripe(0.0) as stripe:
+            zero = await _drive_commands(
+                s, creates, ["up", "--role", "commands"], stripe, with_provider=True
+            )
+        report.add(
+            Row(
+                "cluster R3: create via the Stripe simulator at 0 ms",
+                "creates/s",
+                zero.throughput,
+                raw=raw.per_second / 3,
+                note=f"{options.concurrency} in flight; raw = raw atomic 3-event batches/s on "
+                f"the same cluster; p50 {zero.latency.p50_ms:.1f} / p99 "
+                f"{zero.latency.p99_ms:.1f} ms at {zero.latency.achieved:,.0f}/s",
+            )
+        )
+        _cpu_row(report, "  CPU per create, in that run", zero)
+        report.conditions["cluster"] = "3 nodes, R3, sync_interval=always"
+        await _at_provider_latency(run, endpoints, creates, latency=0.3, rate=200)
+
+
+async def _at_provider_latency(
+    run: Run, endpoints: Endpoints, options: BenchOptions, *, latency: float, rate: int
+) -> None:
+    """Creates with the provider answering after ``latency``: the in-flight limit, and
+    the orchestrator's own share (end to end minus the provider's ``latency``)."""
+    report, ms = run.report, latency * 1000
+    async with scratch(run.settings, endpoints, replicas=3) as s, _stripe(latency) as stripe:
+        slow = await _drive_commands(
+            s, options, ["up", "--role", "commands"], stripe, with_provider=True, rate=rate,
+            concurrency=max(options.concurrency, 512), more_rates=(50,),
+        )  # fmt: skip
+    report.add(
+        Row(
+            f"cluster R3: create at {ms:.0f} ms provider latency, 512 in flight",
+            "creates/s",
+            slow.throughput,
+            note=f"at most the worker's in-flight limit / {ms:.0f} ms "
+            f"(CHECKOUT_COMMANDS_IN_FLIGHT); {slow.cpu_us:,.0f} µs CPU per create",
+        )
+    )
+    for at, (measured, cpu_us) in sorted(
+        {rate: (slow.latency, slow.cpu_us_at_rate), **slow.more}.items(), reverse=True
+    ):
+        for label, value in (("p50", measured.p50_ms), ("p99", measured.p99_ms)):
+            report.add(
+                Row(
+                    f"  overhead {label} at {at}/s (end to end - {ms:.0f} ms of provider)",
+                    "ms",
+                    value - ms,
+                    better="lower",
+                    target=Target(absolute=10) if label == "p99" and at == rate else None,
+                    note=f"achieved {measured.achieved:,.0f}/s; end to end {value:,.1f} ms; "
+                    f"{measured.rejected} rejected so far",
+                )
+            )
+        report.add(
+            Row(
+                f"  CPU per create at {at}/s",
+                "µs CPU",
+                cpu_us,
+                better="lower",
+                note="user + system time of the worker process(es) / creates issued",
+            )
+        )
 
 
 async def _projection(run: Run) -> None:
@@ -248,13 +414,13 @@ async def _projection(run: Run) -> None:
 async def _lag(run: Run) -> None:
     report = run.report
     with otlp_sink() as sink:
-        ours = await _lags(
+        ours, ours_cpu = await _lags(
             run,
             ["up", "--role", "projectors"],
             {"CHECKOUT_PROJECTOR_NAME": "bench", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint},
         )
         report.conditions["spans_exported_bytes"] = sink.bytes
-    raw = await _lags(run, ["bench", "raw-projector"], {})
+    raw, raw_cpu = await _lags(run, ["bench", "raw-projector"], {})
     for rate, lag in ours.items():
         report.add(
             Row(
@@ -268,26 +434,41 @@ async def _lag(run: Run) -> None:
                 f"achieved {lag.achieved_rate:,.0f}/s (raw {raw[rate].achieved_rate:,.0f}/s)",
             )
         )
+    report.add(
+        Row(
+            "  CPU per event, projector in the lag runs (tracing on)",
+            "µs CPU",
+            ours_cpu,
+            raw=raw_cpu,
+            better="lower",
+            note="user + system time of the follower process / events appended at all rates",
+        )
+    )
 
 
-async def _lags(run: Run, follower: list[str], environment: dict[str, str]) -> dict[int, Lag]:
-    """Lag at each rate, with ``follower`` (a projector) in its own process."""
+async def _lags(
+    run: Run, follower: list[str], environment: dict[str, str]
+) -> tuple[dict[int, Lag], float]:
+    """Lag at each rate, with ``follower`` (a projector) in its own process; and its CPU
+    per event over all rates (µs)."""
     lags: dict[int, Lag] = {}
     async with (
         scratch(run.settings, run.endpoints) as s,
         cli_process(
             follower, {**s.environment(), **environment}, ready="up", profile=run.options.profile
-        ),
+        ) as child,
     ):
+        cpu = CpuClock((child.pid,))
         for rate in run.options.lag_rates:
-            lags[rate] = await measure_lag(
-                dsn=s.dsn,
-                source=s.source,
-                append=s.append,
-                rate=rate,
-                seconds=run.options.seconds,
-            )
-    return lags
+            async with cpu.timing():
+                lags[rate] = await measure_lag(
+                    dsn=s.dsn,
+                    source=s.source,
+                    append=s.append,
+                    rate=rate,
+                    seconds=run.options.seconds,
+                )
+    return lags, cpu.per(sum(lag.events for lag in lags.values()))
 
 
 async def _growth(run: Run) -> None:
@@ -384,6 +565,7 @@ async def _memory_under_load(
 SCENARIOS: dict[str, Step] = {
     "append": _append,
     "commands": _commands,
+    "production": _production,
     "projection": _projection,
     "lag": _lag,
     "growth": _growth,
@@ -414,12 +596,25 @@ async def _run(settings: Settings, options: BenchOptions, console: Console) -> R
                 "concurrency": options.concurrency,
             }
         )
+        report.conditions["machine_at_start"] = _machine_load()
         for name, step in SCENARIOS.items():
             if options.only and name not in options.only:
                 continue
             console.print(f"[dim]running {name} ...[/dim]")
             await step(Run(settings, endpoints, options, report))
+        report.conditions["machine_at_end"] = _machine_load()
     return report
+
+
+def _machine_load() -> str:
+    """Load averages and the CPU pressure (share of time tasks waited for a core) of the
+    last 10 s / 60 s / 300 s: how much others used the machine while we measured."""
+    load = "/".join(f"{value:.2f}" for value in os.getloadavg())
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0].split()[1:4]
+    except (OSError, IndexError):
+        return f"load {load}"
+    return f"load {load}, cpu pressure {'/'.join(part.split('=')[1] for part in some)}%"
 
 
 def run_bench(settings: Settings, options: BenchOptions, console: Console) -> Report:

@@ -49,6 +49,7 @@ class Scratch:
             "CHECKOUT_COMMANDS_STREAM": layout.commands_stream,
             "CHECKOUT_COMMANDS_PREFIX": layout.commands_prefix,
             "CHECKOUT_PARTITIONS": str(layout.partitions),
+            "CHECKOUT_STREAM_REPLICAS": str(layout.replicas),
         }
 
 
@@ -58,8 +59,11 @@ def _scratch_dsn(dsn: str, database: str) -> str:
 
 
 @asynccontextmanager
-async def scratch(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Scratch]:
-    """A unique stream (appended through the real event store) and a fresh database."""
+async def scratch(
+    settings: Settings, endpoints: Endpoints, *, replicas: int = 1
+) -> AsyncIterator[Scratch]:
+    """A unique stream (appended through the real event store) and a fresh database;
+    ``replicas`` > 1 on a cluster (the production shape)."""
     tag = new_ulid()[-10:].lower()
     layout = StreamLayout(
         events_stream=f"MEASURE_{tag}",
@@ -67,6 +71,7 @@ async def scratch(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Scr
         partitions=settings.partitions,
         commands_stream=f"MEASURE_C_{tag}",
         commands_prefix=f"measure{tag}.commands",
+        replicas=replicas,
     )
     admin = await asyncpg.connect(endpoints.database_url)
     database = f"measure_{tag}"

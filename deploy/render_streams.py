@@ -12,8 +12,8 @@ for review. They are generated, never edited by hand:
 
 Sources: ``events_stream_config`` / ``commands_stream_config``
 (``orchestrator.jetstream.streams``) and
-the durable consumer that ``orchestrator.jetstream.command_service`` subscribes with, read from the
-FastStream subscriber it registers. Names are the defaults of ``orchestrator.settings``
+the durable consumer that ``orchestrator.jetstream.command_service`` subscribes with
+(``consumer_config``). Names are the defaults of ``orchestrator.settings``
 (``CHECKOUT`` / ``CHECKOUT_COMMANDS``); the environment is not read, so the output is the
 same everywhere. ``tests/deploy/test_streams_as_code.py`` fails when the committed files and
 the code disagree.
@@ -22,24 +22,19 @@ the code disagree.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from faststream.nats import NatsBroker
-from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig
 
-from orchestrator.jetstream.command_service import DURABLE, register_command_service
+from orchestrator.jetstream.command_service import DURABLE, consumer_config
 from orchestrator.jetstream.streams import (
     StreamLayout,
     commands_stream_config,
     events_stream_config,
 )
-from orchestrator.services.handling import CommandHandler
 
 __all__ = ["command_consumer_config", "render", "render_layout", "rendered_files"]
 
@@ -47,26 +42,13 @@ STREAMS_DIR = Path(__file__).resolve().parent / "nats" / "streams"
 
 
 def command_consumer_config(layout: StreamLayout) -> ConsumerConfig:
-    """The durable pull consumer of the command handlers, as nats-py creates it.
+    """The durable pull consumer of the command workers, as nats-py creates it.
 
-    FastStream passes the subscriber's ``ConsumerConfig`` to ``pull_subscribe``, which sets
-    the filter subject and the durable name before adding it; the same is done here.
+    The worker passes `consumer_config()` to ``pull_subscribe``, which sets the filter
+    subject and the durable name before adding it; the same is done here.
     """
-    broker = NatsBroker("nats://127.0.0.1:4222")  # never connected: only registered on
-    # The handler is only called when a command arrives; nothing arrives here.
-    register_command_service(
-        broker,
-        layout,
-        cast("CommandHandler", None),
-        lambda: datetime.now(UTC),
-        cast("NatsClient", None),
-    )
-    (subscriber,) = broker.subscribers
-    # what FastStream hands to pull_subscribe: its ConsumerConfig and the broker address
-    config = copy.deepcopy(cast("ConsumerConfig", getattr(subscriber, "config")))  # noqa: B009
-    subject = cast("str", getattr(subscriber, "subject").broker_address)  # noqa: B009
-    if not config.filter_subjects:
-        config.filter_subject = subject
+    config = consumer_config()
+    config.filter_subject = f"{layout.commands_prefix}.>"
     config.name = DURABLE
     config.durable_name = DURABLE
     return config

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -21,8 +20,6 @@ from pathlib import Path
 import asyncpg
 import nats
 import nats.errors
-from faststream.nats import NatsBroker
-from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client as NatsClient
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from ulid import ULID
@@ -35,7 +32,7 @@ from orchestrator.http.api import add_command_routes, add_webhook_routes
 from orchestrator.http.api_keys import ApiKeys
 from orchestrator.http.auth import ApiKeyAuth
 from orchestrator.http.console import ConsoleAuth, ConsoleDeps, ConsoleSessions, add_console
-from orchestrator.jetstream.command_service import register_command_service, upgrade_consumer
+from orchestrator.jetstream.command_service import CommandWorker, upgrade_consumer
 from orchestrator.jetstream.connection import (
     ANONYMOUS,
     NatsOptions,
@@ -45,7 +42,6 @@ from orchestrator.jetstream.connection import (
 )
 from orchestrator.jetstream.connection import connect as nats_connect
 from orchestrator.jetstream.event_store import EventStore
-from orchestrator.jetstream.fetch_contract import keep_fetch_contract
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.privacy.forgetting import Forgetter
 from orchestrator.privacy.keyring import (
@@ -247,7 +243,7 @@ async def privacy(settings: Settings, endpoints: Endpoints) -> AsyncIterator[Pri
 class Orchestrator:
     nc: NatsClient
     store: EventStore
-    broker: NatsBroker
+    commands: CommandWorker
     layout: StreamLayout
     health: HealthBoard | None = None
     """the providers' circuits (None without providers); the console shows them"""
@@ -334,21 +330,6 @@ async def orchestrator(
             )
             forget_sub = await serve_forget(nc, layout, forgetter)
             stack.push_async_callback(forget_sub.unsubscribe)
-        broker = NatsBroker(
-            nats_servers(nats_url),
-            name="checkout-orchestrator-commands",
-            apply_types=False,  # the handler takes the message as is (command_service)
-            security=options.broker_security(),
-            logger=logging.getLogger("orchestrator.broker"),
-            middlewares=[
-                NatsTelemetryMiddleware(
-                    tracer_provider=telemetry.tracer_provider,
-                    meter_provider=telemetry.meter_provider,
-                )
-            ]
-            if telemetry.exporting
-            else [],
-        )
         health = health_board(settings) if providers else None
         flow = (
             create_flow(
@@ -363,11 +344,10 @@ async def orchestrator(
             store, new_event_id=new_id, create_flow=flow, closer=closer, telemetry=telemetry
         )
         await upgrade_consumer(nc, layout)
-        register_command_service(broker, layout, handler, clock, nc)
-        await broker.start()
-        stack.push_async_callback(broker.stop)
-        keep_fetch_contract(broker)  # an idle queue is not a crash (fetch_contract)
-        yield Orchestrator(nc, store, broker, layout, health)
+        worker = CommandWorker(nc, layout, handler, clock, in_flight=settings.commands_in_flight)
+        await worker.start()
+        stack.push_async_callback(worker.stop)
+        yield Orchestrator(nc, store, worker, layout, health)
 
 
 # --- projections: read models, projectors, query API ----------------------------------------

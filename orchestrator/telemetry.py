@@ -40,6 +40,7 @@ __all__ = [
     "instrumented",
     "link_to",
     "span_context_of",
+    "traceparent_of",
 ]
 
 
@@ -141,6 +142,13 @@ def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, to store with the events it causes."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def traceparent_of(span: Span) -> str | None:
+    """The W3C ``traceparent`` of ``span`` (current or not)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
     return carrier.get("traceparent")
 
 

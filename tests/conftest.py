@@ -41,6 +41,7 @@ every test process and every `up` the tests start uses this one (the environment
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("CHECKOUT_PRIVACY_KEK", TEST_KEK)
 
+
 # --- the event loop --------------------------------------------------------------------------
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import os
+import sys
 from contextlib import AsyncExitStack
 from enum import StrEnum
 from typing import Annotated
@@ -53,8 +56,60 @@ class Role(StrEnum):
     API = "api"  # HTTP commands, webhooks and queries; webhook worker; settlement
 
 
+_READY = "checkout orchestrator up"
+_WORKER_START_SECONDS = 60.0
+_WORKER_STOP_SECONDS = 15.0
+
+
+async def _command_worker(endpoints: Endpoints) -> asyncio.subprocess.Process:
+    """One more `up --role commands` process on the same servers and environment; returns
+    once it said it is up."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from orchestrator.cli import app; app()",
+        "up", "--role", "commands", "--workers", "1",
+        env={**os.environ, "NATS_URL": endpoints.nats_url, "DATABASE_URL": endpoints.database_url},
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None  # noqa: S101 - asked for above
+    async with asyncio.timeout(_WORKER_START_SECONDS):
+        while _READY not in (await process.stdout.readline()).decode(errors="replace"):
+            if process.stdout.at_eof():
+                raise CheckoutError(f"a command worker ended on start (exit {process.returncode})")
+    return process
+
+
+async def _stopped(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()  # `up` stops on SIGTERM: its commands in hand finish first
+    try:
+        async with asyncio.timeout(_WORKER_STOP_SECONDS):
+            await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+async def _more_workers(count: int, endpoints: Endpoints, stack: AsyncExitStack) -> None:
+    """``count`` command workers beside this process's own, stopped with it."""
+    started = await asyncio.gather(
+        *(_command_worker(endpoints) for _ in range(count)), return_exceptions=True
+    )
+    for process in started:
+        if isinstance(process, asyncio.subprocess.Process):
+            stack.push_async_callback(_stopped, process)
+    for failure in started:
+        if isinstance(failure, BaseException):
+            raise failure
+
+
 async def _serve(
-    settings: Settings, endpoints: Endpoints, *, once: bool, sandbox: bool, role: Role = Role.ALL
+    settings: Settings,
+    endpoints: Endpoints,
+    *,
+    once: bool,
+    sandbox: bool,
+    role: Role = Role.ALL,
+    workers: int = 1,
 ) -> None:
     async with AsyncExitStack() as stack:
         telemetry = telemetry_for(settings)
@@ -84,6 +139,7 @@ async def _serve(
                 )
             )
             health = system.health
+            await _more_workers(workers - 1, endpoints, stack)
         http_url = "-"
         if role is not Role.COMMANDS:
             read = await stack.enter_async_context(
@@ -108,8 +164,10 @@ async def _serve(
                 if sandbox and settings.api_auth == "required":
                     key = await ApiKeys(read.pool).create(Scope.WRITE, "up --sandbox")
                     console.print(f"sandbox API key (write): {key.plaintext}", soft_wrap=True)
+        extra = f", {workers} command workers" if workers > 1 and role is not Role.API else ""
         console.print(
-            f"[green]checkout orchestrator up[/green] ({role.value})  NATS {endpoints.nats_url}"
+            f"[green]checkout orchestrator up[/green] ({role.value}{extra})  "
+            f"NATS {endpoints.nats_url}"
             f"{' (embedded)' if endpoints.embedded_nats else ''}  "
             f"Postgres {redact(endpoints.database_url)}"
             f"{' (embedded)' if endpoints.embedded_postgres else ''}  "
@@ -117,6 +175,10 @@ async def _serve(
             f"{', '.join(p.value for p in providers) or 'none (create records requests only)'}"
             f"{' (sandbox simulators)' if sandbox else ''}"
         )
+        # what start-up built lives as long as the process: out of the collector's sight, a
+        # full collection no longer walks it (a pause of tens of ms on a busy worker)
+        gc.collect()
+        gc.freeze()
         if not once:
             await until_signalled()
 
@@ -136,17 +198,31 @@ def up(
             help="run one role only (deploy/ scales commands, projectors and api apart)",
         ),
     ] = Role.ALL,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="command workers: processes taking commands off the queue (this one and "
+            "N-1 more `up --role commands`); 0: one per core",
+        ),
+    ] = 1,
 ) -> None:
     """Start the servers (embedded when NATS_URL / DATABASE_URL are unset), the command
     handlers, projectors, the HTTP API (queries, commands, webhooks) and settlement."""
     if sandbox and role is not Role.ALL:
         console.print("[red]--sandbox[/red] runs with --role all only")
         raise typer.Exit(2)
+    if sandbox and workers != 1:
+        console.print("[red]--sandbox[/red] runs one command worker (the simulators live in it)")
+        raise typer.Exit(2)
+    workers = workers or os.cpu_count() or 1
     settings = load_settings()
     configure_logging(settings.log_format, verbose=verbose)
     try:
         with servers(settings) as endpoints:
-            asyncio.run(_serve(settings, endpoints, once=once, sandbox=sandbox, role=role))
+            asyncio.run(
+                _serve(settings, endpoints, once=once, sandbox=sandbox, role=role, workers=workers)
+            )
     except CheckoutError as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         raise typer.Exit(2) from None

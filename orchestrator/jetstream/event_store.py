@@ -10,11 +10,16 @@ Guarantees:
   Beyond the window the caller finds the command id in the loaded history.
 - ``load`` returns every event of a session in stream order, read by batched direct
   get on the session's subject (no consumer is created).
+- ``load_many`` and ``append_many`` do the same for several sessions at once: every
+  request is sent before the first answer is awaited (one round trip for all, not one
+  each), and each session keeps its own guarantees (its own expectation, its own
+  outcome: one conflict fails that session's append only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 from collections.abc import Sequence
@@ -25,6 +30,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import TracerProvider
 
 from events.catalog import CheckoutEvent
@@ -34,7 +40,14 @@ from events.subjects import session_filter
 from orchestrator.errors import CheckoutError, ConcurrencyConflict, StoreUnavailable
 from orchestrator.jetstream.streams import StreamLayout
 
-__all__ = ["AppendResult", "DuplicateCommand", "EventStore", "PersonalDataSealer", "SessionHistory"]
+__all__ = [
+    "AppendRequest",
+    "AppendResult",
+    "DuplicateCommand",
+    "EventStore",
+    "PersonalDataSealer",
+    "SessionHistory",
+]
 
 _WRONG_LAST_SEQUENCE = 10071
 _BATCH_DUPLICATE_MSG_ID = 10201
@@ -89,6 +102,18 @@ class AppendResult:
     last_sequence: int
 
 
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One session's append within `EventStore.append_many`."""
+
+    session_id: str
+    events: Sequence[CheckoutEvent]
+    metadata: Sequence[EventMetadata]
+    expected_version: int
+    subject: str | None = None
+    """the session's data subject, if it has one already (`orchestrator.privacy`)"""
+
+
 class EventStore:
     def __init__(
         self,
@@ -120,15 +145,29 @@ class EventStore:
         return self._layout
 
     async def load(self, session_id: str) -> SessionHistory:
-        subject = session_filter(self._layout.events_prefix, session_id, self._layout.partitions)
-        events: list[RecordedEvent] = []
-        next_seq = 1
-        while True:
-            batch, more = await self._direct_batch(subject, next_seq)
-            events.extend(batch)
-            if not more:
-                return SessionHistory(session_id, tuple(events))
-            next_seq = batch[-1].sequence + 1
+        return await self._load_from(session_id, 1, [])
+
+    async def load_many(self, session_ids: Sequence[str]) -> dict[str, SessionHistory]:
+        """Every session's history, the first direct get of each sent before any answer is
+        read (a session longer than one direct batch continues on its own)."""
+        await self._replies()
+        requests: list[tuple[str, str]] = []
+        histories: dict[str, SessionHistory] = {}
+        try:
+            for sid in dict.fromkeys(session_ids):
+                # one by one: if a publish fails, those sent before it are still cleaned up
+                requests.append((sid, await self._direct_request(self._filter(sid), 1)))  # noqa: PERF401
+            for sid, inbox in requests:
+                events, more = await self._answer(inbox, sid)
+                histories[sid] = (
+                    await self._load_from(sid, events[-1].sequence + 1, events)
+                    if more
+                    else SessionHistory(sid, tuple(events))
+                )
+        finally:
+            for _, inbox in requests:
+                self._pending.pop(inbox, None)
+        return histories
 
     async def append(
         self,
@@ -141,38 +180,65 @@ class EventStore:
     ) -> AppendResult:
         """``subject``: the session's data subject, if it has one already (its personal
         data is sealed for it)."""
-        if not events or len(events) != len(metadata):
-            raise ValueError("append needs one metadata per event, and at least one event")
-        if self._sealer is not None:
-            events = await self._sealer.seal(session_id, events, subject)
-        layout = self._layout
-        encoded = [
-            encode(e, m, prefix=layout.events_prefix, partitions=layout.partitions, index=i)
-            for i, (e, m) in enumerate(zip(events, metadata, strict=True))
-        ]
-        expectation = {
-            "Nats-Expected-Last-Subject-Sequence": str(expected_version),
-            "Nats-Expected-Last-Subject-Sequence-Subject": session_filter(
-                layout.events_prefix, session_id, layout.partitions
-            ),
-        }
-        encoded[0].headers.update(expectation)
-        attributes: dict[str, str | int] = {
-            "checkout.session.id": session_id,
-            "checkout.events": len(encoded),
-            "checkout.expected_version": expected_version,
-        }
-        with self._tracer.start_as_current_span("checkout.events.append", attributes=attributes):
-            ack = await (
-                self._publish_one(encoded[0]) if len(encoded) == 1 else self._batch(encoded)
+        request = await self._sealed(
+            AppendRequest(session_id, events, metadata, expected_version, subject)
+        )
+        encoded = self._encoded(request)
+        with self._tracer.start_as_current_span(
+            "checkout.events.append", attributes=_span_attributes(request)
+        ):
+            await self._replies()
+            ack = await self._sent(encoded)
+            return self._result(request, await self._acknowledged(ack), len(encoded))
+
+    async def append_many(
+        self, requests: Sequence[AppendRequest], *, parents: Sequence[Context] | None = None
+    ) -> list[AppendResult | CheckoutError]:
+        """Each request appended as `append` would (its own expectation and outcome), all
+        sent before the first acknowledgement is awaited. One outcome per request, in
+        order: its result, or the error `append` would raise (`ConcurrencyConflict`,
+        `DuplicateCommand`, `StoreUnavailable`). At most one request per session;
+        ``parents``: the trace context of each request's span."""
+        if len({r.session_id for r in requests}) != len(requests):
+            raise ValueError("append_many takes one request per session")
+        # personal data sealed first; a request whose key store call fails gets that error
+        sealed = await asyncio.gather(*(self._sealed(r) for r in requests), return_exceptions=True)
+        for outcome in sealed:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, CheckoutError):
+                raise outcome
+        ready = [r for r in sealed if isinstance(r, AppendRequest)]
+        encoded = [self._encoded(r) for r in ready]
+        await self._replies()
+        spans = [
+            self._tracer.start_span(
+                "checkout.events.append",
+                context=parents[index] if parents else None,
+                attributes=_span_attributes(request),
             )
-        error = ack.get("error")
-        if error:
-            self._raise_for(error, session_id, expected_version)
-        if ack.get("duplicate"):
-            raise DuplicateCommand(session_id)
-        last = int(ack["seq"])
-        return AppendResult(first_sequence=last - len(encoded) + 1, last_sequence=last)
+            for index, request in enumerate(requests)
+        ]
+        acks: list[asyncio.Future[Msg]] = []
+        try:
+            for messages in encoded:
+                acks.append(await self._sent(messages))  # noqa: PERF401 - as in load_many
+            sent = iter(zip(ready, encoded, acks, strict=True))
+            outcomes: list[AppendResult | CheckoutError] = []
+            for outcome in sealed:
+                if isinstance(outcome, CheckoutError):
+                    outcomes.append(outcome)
+                    continue
+                request, messages, ack = next(sent)
+                try:
+                    reply = await self._acknowledged(ack)
+                    outcomes.append(self._result(request, reply, len(messages)))
+                except CheckoutError as exc:
+                    outcomes.append(exc)
+            return outcomes
+        finally:
+            for ack in acks:
+                ack.cancel()  # only those left unawaited (cancelled on the way): no-op otherwise
+            for span in spans:
+                span.end()
 
     async def close(self) -> None:
         if self._reaper is not None:
@@ -184,42 +250,76 @@ class EventStore:
 
     # -- writing ---------------------------------------------------------------
 
-    async def _request(self, message: EncodedEvent) -> dict[str, Any]:
-        """Publish and wait for the JetStream ack on this store's own reply subscription
-        (a future per append, timed out by one reaper task: cheaper than ``nc.request``)."""
-        await self._replies()
+    async def _sealed(self, request: AppendRequest) -> AppendRequest:
+        """The request with its customers' personal data sealed (the store's sealer)."""
+        if self._sealer is None:
+            return request
+        events = await self._sealer.seal(request.session_id, request.events, request.subject)
+        return dataclasses.replace(request, events=events)
+
+    def _filter(self, session_id: str) -> str:
+        layout = self._layout
+        return session_filter(layout.events_prefix, session_id, layout.partitions)
+
+    def _encoded(self, request: AppendRequest) -> list[EncodedEvent]:
+        events, metadata = request.events, request.metadata
+        if not events or len(events) != len(metadata):
+            raise ValueError("append needs one metadata per event, and at least one event")
+        layout = self._layout
+        encoded = [
+            encode(e, m, prefix=layout.events_prefix, partitions=layout.partitions, index=i)
+            for i, (e, m) in enumerate(zip(events, metadata, strict=True))
+        ]
+        encoded[0].headers.update(
+            {
+                "Nats-Expected-Last-Subject-Sequence": str(request.expected_version),
+                "Nats-Expected-Last-Subject-Sequence-Subject": self._filter(request.session_id),
+            }
+        )
+        if len(encoded) > 1:  # ADR-50 atomic batch: all messages are stored at commit, or none
+            batch_id = f"{encoded[0].headers['Nats-Msg-Id']}"[:64]
+            for position, message in enumerate(encoded, start=1):
+                message.headers["Nats-Batch-Id"] = batch_id
+                message.headers["Nats-Batch-Sequence"] = str(position)
+            encoded[-1].headers["Nats-Batch-Commit"] = "1"
+        return encoded
+
+    async def _sent(self, messages: list[EncodedEvent]) -> asyncio.Future[Msg]:
+        """Publish one append (a batch: its last message carries the commit and the reply
+        inbox); the future of its JetStream acknowledgement, timed out by the reaper."""
+        *staged, last = messages
+        for message in staged:
+            await self._nc.publish(message.subject, message.payload, headers=message.headers)
         inbox = f"{self._inbox_prefix}.{next(self._tokens)}"
         loop = asyncio.get_running_loop()
         ack: asyncio.Future[Msg] = loop.create_future()
         self._acks[inbox] = (ack, loop.time() + self._timeout)
+        ack.add_done_callback(lambda _: self._acks.pop(inbox, None))
         try:
-            await self._nc.publish(
-                message.subject, message.payload, reply=inbox, headers=message.headers
-            )
+            await self._nc.publish(last.subject, last.payload, reply=inbox, headers=last.headers)
+        except BaseException:
+            ack.cancel()
+            raise
+        return ack
+
+    @staticmethod
+    async def _acknowledged(ack: asyncio.Future[Msg]) -> dict[str, Any]:
+        try:
             reply = await ack
         except TimeoutError as exc:
             raise StoreUnavailable(f"JetStream did not acknowledge an append: {exc!r}") from exc
-        finally:
-            self._acks.pop(inbox, None)
         if reply.headers and reply.headers.get("Status") == _NO_RESPONDERS:
             raise StoreUnavailable("JetStream did not acknowledge an append: no responders")
         return json.loads(reply.data) if reply.data else {}
 
-    async def _publish_one(self, message: EncodedEvent) -> dict[str, Any]:
-        return await self._request(message)
-
-    async def _batch(self, messages: list[EncodedEvent]) -> dict[str, Any]:
-        """ADR-50 atomic batch: all messages are stored at commit, or none."""
-        batch_id = f"{messages[0].headers['Nats-Msg-Id']}"[:64]
-        last = len(messages)
-        for position, message in enumerate(messages, start=1):
-            message.headers["Nats-Batch-Id"] = batch_id
-            message.headers["Nats-Batch-Sequence"] = str(position)
-            if position == last:
-                message.headers["Nats-Batch-Commit"] = "1"
-                return await self._request(message)
-            await self._nc.publish(message.subject, message.payload, headers=message.headers)
-        raise AssertionError("unreachable")
+    def _result(self, request: AppendRequest, ack: dict[str, Any], count: int) -> AppendResult:
+        error = ack.get("error")
+        if error:
+            self._raise_for(error, request.session_id, request.expected_version)
+        if ack.get("duplicate"):
+            raise DuplicateCommand(request.session_id)
+        last = int(ack["seq"])
+        return AppendResult(first_sequence=last - count + 1, last_sequence=last)
 
     @staticmethod
     def _raise_for(error: dict[str, Any], session_id: str, expected: int) -> None:
@@ -257,25 +357,42 @@ class EventStore:
         if pending is not None and not pending[0].done():
             pending[0].set_result(msg)
 
-    async def _direct_batch(self, subject: str, start: int) -> tuple[list[RecordedEvent], bool]:
-        """One batched direct get; returns the events and whether more remain."""
-        await self._replies()
+    async def _direct_request(self, subject: str, start: int) -> str:
+        """Send a batched direct get of ``subject`` from ``start``; its inbox (registered:
+        the caller removes it from ``_pending``)."""
         inbox = f"{self._inbox_prefix}.{next(self._tokens)}"
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._pending[inbox] = queue
+        self._pending[inbox] = asyncio.Queue()
         request = {"seq": start, "next_by_subj": subject, "batch": _DIRECT_BATCH}
+        await self._nc.publish(
+            f"$JS.API.DIRECT.GET.{self._layout.events_stream}",
+            json.dumps(request).encode(),
+            reply=inbox,
+        )
+        return inbox
+
+    async def _answer(self, inbox: str, session_id: str) -> tuple[list[RecordedEvent], bool]:
         try:
-            await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{self._layout.events_stream}",
-                json.dumps(request).encode(),
-                reply=inbox,
-            )
             async with asyncio.timeout(self._timeout):  # no task per load, as wait_for makes
-                return await self._collect(queue)
+                return await self._collect(self._pending[inbox])
         except TimeoutError as exc:
-            raise StoreUnavailable(f"direct get on {subject} timed out") from exc
-        finally:
-            del self._pending[inbox]
+            raise StoreUnavailable(f"direct get of session {session_id} timed out") from exc
+
+    async def _load_from(
+        self, session_id: str, start: int, events: list[RecordedEvent]
+    ) -> SessionHistory:
+        subject = self._filter(session_id)
+        await self._replies()
+        while True:
+            inbox = ""
+            try:
+                inbox = await self._direct_request(subject, start)
+                batch, more = await self._answer(inbox, session_id)
+            finally:
+                self._pending.pop(inbox, None)
+            events.extend(batch)
+            if not more:
+                return SessionHistory(session_id, tuple(events))
+            start = batch[-1].sequence + 1
 
     async def _collect(self, queue: asyncio.Queue[Msg]) -> tuple[list[RecordedEvent], bool]:
         events: list[RecordedEvent] = []
@@ -293,3 +410,11 @@ class EventStore:
             sequence = int(headers["Nats-Sequence"])
             pending = int(headers.get("Nats-Num-Pending", "0"))
             events.append(decode(headers["Nats-Subject"], msg.data, headers, sequence))
+
+
+def _span_attributes(request: AppendRequest) -> dict[str, str | int]:
+    return {
+        "checkout.session.id": request.session_id,
+        "checkout.events": len(request.events),
+        "checkout.expected_version": request.expected_version,
+    }

@@ -54,6 +54,17 @@ def test_bench_runs_every_scenario_and_writes_figures(tmp_path):
     assert lag["raw"] > 0  # the raw follower's lag beside ours
     assert figures["conditions"]["spans_exported_bytes"] > 0  # the lag runs traced
     assert any("memory of the projectors role" in name for name in rows)
+    # CPU per command and per event of the worker processes, ours beside raw
+    cpu = [row for name, row in rows.items() if name.strip().startswith("CPU per")]
+    assert {"command", "event"} <= {row["scenario"].split()[2].rstrip(",") for row in cpu}
+    assert all(row["raw"] > 0 for row in cpu if "command" in row["scenario"])
+    assert any("command workers (up --workers" in name for name in rows)
+    # creates on the production shape: a 3-node R3 cluster, raw atomic batches beside
+    cluster = [row for name, row in rows.items() if name.startswith("cluster R3")]
+    assert len(cluster) == 3
+    assert all(row["raw"] > 0 for row in cluster[:2])
+    assert any(name.strip().startswith("overhead p99 at 200/s") for name in rows)
+    assert figures["conditions"]["cluster"].startswith("3 nodes")
     assert figures["conditions"]["nats_server"].startswith("2.")
     assert (tmp_path / "growth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "python -m bench run" in result.stdout

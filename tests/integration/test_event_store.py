@@ -225,3 +225,42 @@ async def test_kill_9_and_restart_loses_no_acknowledged_event(nats_server, strea
     assert set(acknowledged) <= set(per_session)
     await store.close()
     await connection.close()
+
+
+async def test_load_many_reads_each_session_in_one_round(store):
+    full, empty, long = new_session_id(), new_session_id(), new_session_id()
+    await store.append(full, lifecycle(full), metadata(n=4), expected_version=0)
+    # longer than one direct-get batch (256): the rest is read on its own
+    many = [requested(long) for _ in range(300)]
+    await store.append(long, many, metadata(n=300), expected_version=0)
+    histories = await store.load_many([full, empty, long, full])
+    assert list(histories) == [full, empty, long]
+    assert histories[full] == await store.load(full)
+    assert histories[empty].events == ()
+    assert len(histories[long].events) == 300
+    sequences = [r.sequence for r in histories[long].events]
+    assert sequences == sorted(sequences)
+
+
+async def test_append_many_gives_each_session_its_own_outcome(store):
+    from orchestrator.jetstream.event_store import AppendRequest, AppendResult
+
+    fresh, stale, batch = new_session_id(), new_session_id(), new_session_id()
+    first = await store.append(stale, [requested(stale)], metadata(), expected_version=0)
+    repeated = metadata()
+    outcomes = await store.append_many(
+        [
+            AppendRequest(fresh, [requested(fresh)], repeated, 0),
+            AppendRequest(stale, [requested(stale)], metadata(), 0),  # expects an empty session
+            AppendRequest(batch, lifecycle(batch), metadata(n=4), 0),
+        ]
+    )
+    assert isinstance(outcomes[0], AppendResult)
+    assert isinstance(outcomes[1], ConcurrencyConflict)
+    assert isinstance(outcomes[2], AppendResult)
+    assert outcomes[2].last_sequence - outcomes[2].first_sequence == 3
+    assert [r.sequence for r in (await store.load(stale)).events] == [first.last_sequence]
+    again = await store.append_many([AppendRequest(fresh, [requested(fresh)], repeated, 0)])
+    assert isinstance(again[0], ConcurrencyConflict | DuplicateCommand)
+    with pytest.raises(ValueError, match="one request per session"):
+        await store.append_many([AppendRequest(fresh, [requested(fresh)], metadata(), 1)] * 2)

@@ -15,11 +15,9 @@ EMPTY_POLLS = 4
 async def test_idle_command_queue_polls_log_no_error(nats_url, stream_names, caplog):
     caplog.set_level(logging.INFO)
     async with orchestrator(settings_for(stream_names), nats_url) as system:
-        (subscriber,) = system.broker.subscribers
-        fetch = subscriber.subscription.fetch
-        assert getattr(fetch, "__wrapped__", None) is not None  # keep_fetch_contract wired
+        subscription = system.commands._subscription  # the command worker's pull
         polls = 0
-        original = fetch
+        original = subscription.fetch
 
         async def counted(*args, **kwargs):
             nonlocal polls
@@ -28,7 +26,7 @@ async def test_idle_command_queue_polls_log_no_error(nats_url, stream_names, cap
             finally:
                 polls += 1
 
-        subscriber.subscription.fetch = counted
+        subscription.fetch = counted
         deadline = time.monotonic() + 30
         while polls < EMPTY_POLLS and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

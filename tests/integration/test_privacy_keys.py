@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from events.catalog import CheckoutCompleted, CheckoutRequested
 from events.privacy import ErasedCustomer, SealedCustomer
 from events.values import Address, Customer, PaymentStatus
-from orchestrator.bootstrap import Endpoints, key_encryption_key, privacy
+from orchestrator.bootstrap import Endpoints, key_encryption_key, orchestrator, privacy
+from orchestrator.client import CheckoutClient
 from orchestrator.jetstream.event_store import EventStore
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.privacy.forgetting import ForgetCustomer, Forgetter
@@ -23,6 +24,7 @@ from orchestrator.privacy.keyring import KeyEncryptionKey, KeyEncryptionKeyError
 from orchestrator.privacy.migration import StreamCopyError, seal_stream
 from orchestrator.privacy.sealing import Sealer
 from orchestrator.settings import Settings
+from tests.support.apps import settings_for
 from tests.support.builders import T0, layout_for, metadata, new_session_id, requested
 from tests.support.capture import stored_messages
 from tests.support.waiting import wait_until
@@ -267,3 +269,30 @@ async def test_a_customer_forgotten_elsewhere_gets_a_new_subject_when_buying_aga
             await store.close()
     finally:
         await nc.close()
+
+
+async def test_commands_handled_in_batches_are_sealed_too(database_url, nats_url, stream_names):
+    """Creates without a provider go through the batched command path (`handle_many`,
+    `append_many`): their customers are sealed like every other append."""
+    settings = settings_for(stream_names)
+    endpoints = _endpoints(database_url)
+    async with (
+        privacy(settings, endpoints) as personal,
+        orchestrator(settings, nats_url, personal=personal) as system,
+    ):
+        client = CheckoutClient(system.nc, settings.layout(), personal=personal.opener)
+        replies = await asyncio.gather(
+            *(
+                client.create_session(currency="EUR", amount=100 + n, customer={
+                    "email": f"batch.{n}@example.test", "name": f"Batch Buyer {n}",
+                })
+                for n in range(20)
+            )
+        )  # fmt: skip
+        stored = await stored_messages(nats_url, settings.layout().events_stream)
+        assert len(stored) == 20
+        assert not any("@example.test" in m or "Batch Buyer" in m for m in stored)
+        history = await client.history(replies[0].session_id)
+        assert isinstance(history[0].event, CheckoutRequested)
+        assert isinstance(history[0].event.customer, Customer)
+        assert history[0].event.customer.email is not None

@@ -17,12 +17,15 @@ request id, never the API key or a response body.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
+import httpx
 import stripe
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -42,6 +45,7 @@ from orchestrator.providers.stripe import transformers
 __all__ = [
     "SIGNATURE_HEADER",
     "FormBodyHTTPXClient",
+    "SpreadPools",
     "StripeConfig",
     "StripeProvider",
     "translate_error",
@@ -71,12 +75,59 @@ class StripeConfig(BaseModel):
     webhook_tolerance_seconds: int = Field(default=300, gt=0)
 
 
+POOL_CONNECTIONS = 16
+
+
+class SpreadPools(httpx.AsyncClient):
+    """An httpx client whose requests go, in turn, to several connection pools of at most
+    `POOL_CONNECTIONS` connections each.
+
+    httpcore's pool looks at every connection it holds each time a request starts or
+    ends, and for each idle one counts the idle ones again: with 256 connections alive
+    that was over half of a command worker's CPU at 200 creates/s (docs/performance.md).
+    Small pools keep that cost small; the requests themselves are the same.
+    """
+
+    def __init__(self, *, verify: ssl.SSLContext | bool, max_connections: int) -> None:
+        super().__init__(verify=verify)
+        per_pool = min(POOL_CONNECTIONS, max_connections)
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        self._pools = [
+            httpx.AsyncClient(verify=verify, limits=limits)
+            for _ in range(max(1, -(-max_connections // per_pool)))
+        ]
+        self._turn = itertools.cycle(self._pools)
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        return await next(self._turn).send(request, **kwargs)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+        await super().aclose()
+
+
 class FormBodyHTTPXClient(stripe.HTTPXClient):
     """``stripe.HTTPXClient`` sending the form body as ``content=``.
 
     stripe 16 passes the encoded form as ``data=<str>``, which httpx deprecates (a
     DeprecationWarning on every POST, an error under ``-W error``); same bytes on the wire.
+
+    Its connections are spread over pools of at most `POOL_CONNECTIONS` (`SpreadPools`),
+    together keeping ``max_connections`` connections alive: the SDK's client keeps httpx's
+    default of 20, and with more calls in flight (creates at a provider's real latency)
+    every call beyond the 20th opened and closed a connection of its own; one pool of a
+    few hundred connections costs more still (see `SpreadPools`).
     """
+
+    def __init__(self, timeout: float = 80, *, max_connections: int = 256, **kwargs: Any) -> None:
+        super().__init__(timeout=timeout, **kwargs)
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=stripe.ca_bundle_path)
+            if self._verify_ssl_certs
+            else False
+        )
+        self._client_async = SpreadPools(verify=verify, max_connections=max_connections)
 
     def _get_request_args_kwargs(
         self, method: str, url: str, headers: Mapping[str, str], post_data: Any
