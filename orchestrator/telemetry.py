@@ -1,9 +1,10 @@
 """OpenTelemetry for the orchestrator: providers built from settings, no global state.
 
 The composition root builds one `Telemetry` and hands its providers to everything that
-traces: the FastStream broker (NATS telemetry middleware: ``traceparent`` travels in
-message headers), the HTTP app, httpx (provider calls, the Stripe SDK included), asyncpg,
-the command handler, the create flow, the event store and the projector. Spans carry
+traces: the command worker (``traceparent`` travels in the command's headers and the
+handler's span continues it), the HTTP app, httpx (provider calls, the Stripe SDK
+included), asyncpg, the command handler, the create flow, the event store and the
+projector. Spans carry
 low-cardinality names; ids go into attributes. Personal data (emails, names, addresses)
 and secrets never become attributes.
 

@@ -206,7 +206,7 @@ class CommandWorker:
             # waits for the first command, then returns with what else is there
             # (nats-py's no-wait probe with an expiry: one round trip per batch)
             batch = await self._subscription.fetch(room, timeout=IDLE_POLL_SECONDS)
-        except TimeoutError:  # nats-py's own and the builtin one (fetch_contract): empty
+        except TimeoutError:  # nats-py's own and the builtin one it can raise: an empty poll
             return []
         except nats.errors.Error as exc:  # reconnecting: the commands stay queued
             _log.debug("pulling commands failed: %r", exc)
