@@ -7,6 +7,7 @@ each scenario gets a scratch stream and a scratch database, so runs never mix.
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import os
 import tempfile
@@ -375,6 +376,10 @@ async def _projection(run: Run) -> None:
     config = projector_settings(settings, name="bench")
     async with scratch(settings, endpoints) as s:
         events = await load_sessions(s.append, options.sessions)
+        # the projector runs in this process: freeze what the bench holds, as `up` freezes
+        # what start-up leaves, so a collection does not walk the bench's objects
+        gc.collect()
+        gc.freeze()
         ours = await measure_catch_up(
             nc=s.nc, pool=s.pool, dsn=s.dsn, source=s.source, events=events, settings=config
         )

@@ -34,8 +34,6 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from events.catalog import CustomerForgotten
-from events.envelope import RecordedEvent
 from events.errors import DecodeError
 from projections.checkpoints import (
     Binding,
@@ -44,6 +42,7 @@ from projections.checkpoints import (
     lock_positions,
     take_switch_locks,
 )
+from projections.decoding import CustomerForgotten, StoredEvent
 from projections.read_models import Projection, Refusal
 from projections.source import StreamMessage
 
@@ -54,9 +53,9 @@ class PersonalData(Protocol):
     """Opens sealed personal data (`orchestrator.privacy.sealing.Opener`): given a
     connection in a transaction, the keys it reads stay share-locked until it ends."""
 
-    async def open(
-        self, events: Sequence[RecordedEvent], conn: asyncpg.Connection | None = None
-    ) -> list[RecordedEvent]: ...
+    async def open_stored(
+        self, events: Sequence[StoredEvent], conn: asyncpg.Connection
+    ) -> list[StoredEvent]: ...
 
 
 _NOT_POISON = (
@@ -125,7 +124,7 @@ async def _opened(
     open (an altered ciphertext) becomes undecodable, to be parked."""
     events = [m.event for m in messages if m.event is not None]
     try:
-        opened = iter(await personal.open(events, conn))
+        opened = iter(await personal.open_stored(events, conn))
         return [dataclasses.replace(m, event=next(opened)) if m.event else m for m in messages]
     except DecodeError:
         pass
@@ -135,7 +134,7 @@ async def _opened(
             result.append(m)
             continue
         try:
-            (event,) = await personal.open([m.event], conn)
+            (event,) = await personal.open_stored([m.event], conn)
             result.append(dataclasses.replace(m, event=event))
         except DecodeError as exc:
             result.append(dataclasses.replace(m, event=None, error=str(exc)))
@@ -206,7 +205,7 @@ async def _project(
 
 
 async def _project_one(
-    conn: asyncpg.Connection, projection: Projection, version: int, event: RecordedEvent
+    conn: asyncpg.Connection, projection: Projection, version: int, event: StoredEvent
 ) -> list[Refusal]:
     try:
         async with conn.transaction():  # a savepoint: a failure undoes this event only

@@ -27,23 +27,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from events.catalog import (
+import msgspec
+
+from events.values import PaymentStatus, SessionStatus
+from projections.decoding import (
+    Amounts,
     AsyncPaymentFailed,
     AsyncPaymentSucceeded,
     CheckoutCanceled,
     CheckoutCompleted,
-    CheckoutEvent,
     CheckoutExpired,
     CheckoutRequested,
     CheckoutRouted,
     PaymentProcessing,
     ProviderCallFailed,
     ProviderSessionOpened,
+    StoredEvent,
+    StoredPayload,
+    without_none,
 )
-from events.envelope import RecordedEvent
-from events.values import Amounts, PaymentStatus, SessionStatus
 from projections.errors import ProjectionError
 
 __all__ = [
@@ -57,6 +61,7 @@ __all__ = [
 ]
 
 JsonObject = Mapping[str, Any]
+_T = TypeVar("_T")
 
 
 class Unapplicable(ProjectionError):
@@ -114,7 +119,16 @@ class Core:
         return self.amount_total if self.amount_total is not None else self.amount_requested
 
 
-def _missing(event: CheckoutEvent) -> Unapplicable:
+def _replace(value: _T, changes: Mapping[str, Any]) -> _T:
+    """`dataclasses.replace` for these frozen slotted states, at a third of its cost (it
+    runs per event for two states, on the projector's hot path)."""
+    new = object.__new__(type(value))
+    for name in value.__slots__:  # type: ignore[attr-defined]
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(value, name))
+    return new
+
+
+def _missing(event: StoredPayload) -> Unapplicable:
     return Unapplicable(
         f"{event.type} for checkout session {event.session_id}, whose creation was never projected"
     )
@@ -125,7 +139,7 @@ def _total(amounts: Amounts | None, current: int | None) -> int | None:
     return current if amounts is None else amounts.total
 
 
-def _changes(core: Core, event: CheckoutEvent) -> dict[str, Any]:  # noqa: C901, PLR0911
+def _changes(core: Core, event: StoredPayload) -> dict[str, Any]:  # noqa: C901, PLR0911
     """The core fields an event changes (one case per event type)."""
     match event:
         case CheckoutRouted(provider=provider, attempt=attempt):
@@ -161,7 +175,7 @@ def _changes(core: Core, event: CheckoutEvent) -> dict[str, Any]:  # noqa: C901,
     raise Unapplicable(f"event type {event.type} has no effect defined on a session")
 
 
-def advance(core: Core | None, recorded: RecordedEvent) -> Core:
+def advance(core: Core | None, recorded: StoredEvent) -> Core:
     """Fold one event into the core state; unchanged when already applied."""
     event = recorded.event
     if core is not None and recorded.sequence <= core.last_sequence:
@@ -179,7 +193,7 @@ def advance(core: Core | None, recorded: RecordedEvent) -> Core:
         )
     if core is None:
         raise _missing(event)
-    return dataclasses.replace(core, last_sequence=recorded.sequence, **_changes(core, event))
+    return _replace(core, {**_changes(core, event), "last_sequence": recorded.sequence})
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,21 +231,22 @@ class SessionState:
         return self.core.last_sequence
 
 
-def _dump(value: Any) -> JsonObject:
-    dumped: JsonObject = value.model_dump(mode="json", exclude_none=True)
+def _dump(value: msgspec.Struct) -> JsonObject:
+    """A nested value as the read model keeps it (its unset fields left out)."""
+    dumped: JsonObject = msgspec.to_builtins(value)
     return dumped
 
 
-def _merged(current: JsonObject, update: Any) -> JsonObject:
-    """``current`` with the fields ``update`` (a value model) sets; None never erases."""
-    if update is None:
+def _merged(current: JsonObject, update: JsonObject | None) -> JsonObject:
+    """``current`` with the fields ``update`` sets; None never erases."""
+    if not update:
         return current
-    return {**current, **_dump(update)}
+    return {**current, **without_none(update)}
 
 
 def _customer(event: CheckoutRequested) -> JsonObject:
     """The customer as the read model keeps it: with its data subject, if it has one."""
-    dumped = _dump(event.customer)
+    dumped: JsonObject = without_none(event.customer)
     return {**dumped, "subject": event.subject} if event.subject else dumped
 
 
@@ -242,7 +257,7 @@ def _created(event: CheckoutRequested, core: Core) -> SessionState:
         ui_mode=event.ui_mode,
         line_items=tuple(_dump(item) for item in event.amount.line_items),
         customer=_customer(event),
-        urls=_dump(event.urls),
+        urls=without_none(event.urls),
         metadata=dict(event.metadata),
         client_reference_id=event.client_reference_id,
         expires_at=event.expires_at,
@@ -250,7 +265,7 @@ def _created(event: CheckoutRequested, core: Core) -> SessionState:
     )
 
 
-def _details(state: SessionState, event: CheckoutEvent) -> dict[str, Any]:  # noqa: PLR0911
+def _details(state: SessionState, event: StoredPayload) -> dict[str, Any]:  # noqa: PLR0911
     """The non-core fields an event changes."""
     match event:
         case ProviderSessionOpened():
@@ -281,7 +296,7 @@ def _details(state: SessionState, event: CheckoutEvent) -> dict[str, Any]:  # no
     return {}
 
 
-def apply(state: SessionState | None, recorded: RecordedEvent) -> SessionState:
+def apply(state: SessionState | None, recorded: StoredEvent) -> SessionState:
     """Fold one recorded event into a session's state; unchanged when already applied."""
     if state is not None and recorded.sequence <= state.last_sequence:
         return state
@@ -290,16 +305,14 @@ def apply(state: SessionState | None, recorded: RecordedEvent) -> SessionState:
     if state is None:
         assert isinstance(event, CheckoutRequested)  # noqa: S101 - advance checked it
         return _created(event, core)
-    return dataclasses.replace(
-        state,
-        core=core,
-        updated_at=max(state.updated_at, event.occurred_at),
-        event_count=state.event_count + 1,
-        **_details(state, event),
-    )
+    changes = _details(state, event)
+    changes["core"] = core
+    changes["updated_at"] = max(state.updated_at, event.occurred_at)
+    changes["event_count"] = state.event_count + 1
+    return _replace(state, changes)
 
 
-def fold(events: Iterable[RecordedEvent], state: SessionState | None = None) -> SessionState | None:
+def fold(events: Iterable[StoredEvent], state: SessionState | None = None) -> SessionState | None:
     for recorded in events:
         state = apply(state, recorded)
     return state

@@ -24,9 +24,10 @@ from typing import Any
 
 import asyncpg
 
-from events.codec import DecodeError, decode
+from events.errors import DecodeError
 from projections.batch import is_poison_error
 from projections.checkpoints import Binding, take_switch_locks
+from projections.decoding import decode_stored
 from projections.read_models import Projection, all_projections
 
 __all__ = ["ParkedEvent", "ParkedEvents", "ReplayOutcome", "replay_parked"]
@@ -137,7 +138,7 @@ async def _apply_again(
     raw = row["headers"]  # jsonb: text unless the pool decodes it
     headers: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
     try:
-        event = decode(row["subject"], row["payload"], headers, row["sequence"])
+        event = decode_stored(row["subject"], row["payload"], headers, row["sequence"])
     except DecodeError as exc:
         return str(exc)
     # a rebuild's switch must not drop the version under us (as for a live batch)

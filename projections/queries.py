@@ -31,11 +31,11 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from events.catalog import event_adapter
-from events.envelope import EventMetadata, RecordedEvent
 from events.subjects import SESSION_ID_PATTERN, partition_of
 from events.values import Provider, SessionStatus
+from projections.decoding import Envelope, StoredEvent, decode_payload
 from projections.errors import (
     ConsistencyTimeout,
     InvalidQuery,
@@ -140,9 +140,9 @@ def _timeline_event(row: Mapping[str, Any]) -> TimelineEvent:
     return TimelineEvent.model_validate({**dict(row), "payload": _json(row["payload"])})
 
 
-def _recorded(event: TimelineEvent) -> RecordedEvent:
+def _recorded(event: TimelineEvent) -> StoredEvent:
     """A timeline row back into the event it stores (payload is in the current schema)."""
-    metadata = EventMetadata(
+    metadata = Envelope(
         event_id=event.event_id,
         command_id=event.command_id,
         correlation_id=event.correlation_id,
@@ -150,12 +150,8 @@ def _recorded(event: TimelineEvent) -> RecordedEvent:
         occurred_at=event.occurred_at,
         traceparent=event.traceparent,
     )
-    return RecordedEvent(
-        event=event_adapter.validate_python(event.payload),
-        metadata=metadata,
-        sequence=event.sequence,
-        subject="",
-    )
+    payload = msgspec.json.encode(event.payload)
+    return StoredEvent(decode_payload(payload), metadata, event.sequence, "", payload)
 
 
 def _routing(row: Mapping[str, Any]) -> RoutingDecision:

@@ -36,9 +36,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from events.codec import DecodeError, Headers, decode
-from events.envelope import RecordedEvent
+from events.codec import DecodeError, Headers
 from events.subjects import partition_filter
+from projections.decoding import StoredEvent, decode_stored
 
 __all__ = [
     "EventSource",
@@ -90,7 +90,7 @@ class StreamMessage:
     subject: str
     payload: bytes
     headers: Mapping[str, str]
-    event: RecordedEvent | None
+    event: StoredEvent | None
     error: str | None = None
 
     @property
@@ -108,7 +108,7 @@ def _ack_fields(reply: str) -> tuple[int, int, int]:
 def _message(partition: int, msg: Msg, sequence: int) -> StreamMessage:
     headers = dict(msg.headers or {})
     try:
-        event: RecordedEvent | None = decode(msg.subject, msg.data, headers, sequence)
+        event: StoredEvent | None = decode_stored(msg.subject, msg.data, headers, sequence)
         error = None
     except DecodeError as exc:
         event, error = None, str(exc)

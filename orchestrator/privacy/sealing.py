@@ -20,9 +20,12 @@ import dataclasses
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import asyncpg
+import msgspec
+from pydantic import ValidationError
 
 from events.catalog import CheckoutCompleted, CheckoutEvent, CheckoutRequested
 from events.envelope import RecordedEvent
+from events.errors import DecodeError
 from events.privacy import (
     ErasedCustomer,
     SealedCustomer,
@@ -34,6 +37,8 @@ from events.privacy import (
 )
 from events.values import Customer
 from orchestrator.privacy.keyring import Keyring, KeyStoreUnavailable, Lookup, SubjectKey
+from projections import decoding as stored
+from projections.decoding import StoredEvent
 
 __all__ = ["Opener", "Sealer", "subject_of"]
 
@@ -190,6 +195,54 @@ class Opener:
             return list(events)
         keys = await self._keyring.keys(subjects, conn)
         return [_opened(e, keys) for e in events]
+
+    async def open_stored(
+        self, events: Sequence[StoredEvent], conn: asyncpg.Connection
+    ) -> list[StoredEvent]:
+        """The same for events as the projector reads them (`projections.decoding`): the
+        struct and the stored JSON get the opened (or erased) customer."""
+        subjects = {subject for e in events if (subject := _sealed_subject(e.event))}
+        if not subjects:
+            return list(events)
+        keys = await self._keyring.keys(subjects, conn)
+        return [_opened_stored(e, keys) for e in events]
+
+
+def _sealed_subject(event: object) -> str | None:
+    if not isinstance(event, stored.CheckoutRequested | stored.CheckoutCompleted):
+        return None
+    customer = event.customer
+    if event.subject and customer and customer.get("kind") == "sealed":
+        return event.subject
+    return None
+
+
+def _opened_stored(recorded: StoredEvent, keys: Mapping[str, bytes | None]) -> StoredEvent:
+    event = recorded.event
+    subject = _sealed_subject(event)
+    if subject is None:
+        return recorded
+    assert isinstance(event, stored.CheckoutRequested | stored.CheckoutCompleted)  # noqa: S101
+    try:
+        sealed = SealedCustomer.model_validate(event.customer)
+    except ValidationError as exc:
+        raise DecodeError(f"sealed customer of {event.session_id}: {exc}") from exc
+    key = keys.get(subject)
+    document = msgspec.json.decode(recorded.payload)
+    if key is None:
+        customer = erase(sealed).model_dump(mode="json")
+        changes: dict[str, object] = {"customer": customer}
+    else:
+        fields = open_sealed(key, subject=subject, session_id=event.session_id, sealed=sealed)
+        changes = {"customer": fields.customer.model_dump(mode="json")}
+        if isinstance(event, stored.CheckoutRequested):
+            changes["metadata"] = {**event.metadata, **fields.metadata}
+    document.update(changes)
+    return dataclasses.replace(
+        recorded,
+        event=msgspec.structs.replace(event, **changes),
+        payload=msgspec.json.encode(document),
+    )
 
 
 def _opened(recorded: RecordedEvent, keys: Mapping[str, bytes | None]) -> RecordedEvent:

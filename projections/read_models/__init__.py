@@ -26,15 +26,14 @@ from typing import Protocol
 
 import asyncpg
 
-from events.catalog import CustomerForgotten
-from events.envelope import RecordedEvent
+from projections.decoding import CustomerForgotten, StoredEvent
 
 __all__ = ["PROJECTION_NAMES", "Projection", "Refusal", "all_projections", "projection"]
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    event: RecordedEvent
+    event: StoredEvent
     error: str
 
 
@@ -43,7 +42,7 @@ class Projection(Protocol):
     def name(self) -> str: ...
 
     async def apply(
-        self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
+        self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
     ) -> list[Refusal]: ...
 
     async def forget(

@@ -20,8 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from events.catalog import CustomerForgotten
-from events.envelope import RecordedEvent
+from projections.decoding import CustomerForgotten, StoredEvent
 from projections.fold import Core, Lifecycle, Unapplicable, advance
 from projections.read_models import Refusal
 from projections.read_models.sql import Column, table, unnest_insert
@@ -134,7 +133,7 @@ class DailyTotals:
         """Holds no personal data (amounts, statuses, providers, countries only)."""
 
     async def apply(
-        self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
+        self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
     ) -> list[Refusal]:
         members = table("daily_totals_members", version)
         ids = list({recorded.session_id for recorded in events})

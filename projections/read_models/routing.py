@@ -13,8 +13,12 @@ from typing import Any
 
 import asyncpg
 
-from events.catalog import CheckoutRouted, CustomerForgotten, ProviderCallFailed
-from events.envelope import RecordedEvent
+from projections.decoding import (
+    CheckoutRouted,
+    CustomerForgotten,
+    ProviderCallFailed,
+    StoredEvent,
+)
 from projections.read_models import Refusal
 from projections.read_models.sql import Column, dumps, table, unnest_insert
 
@@ -34,7 +38,7 @@ COLUMNS = (
 )
 
 
-def row_values(recorded: RecordedEvent) -> tuple[Any, ...] | None:
+def row_values(recorded: StoredEvent) -> tuple[Any, ...] | None:
     """The decision an event records, or None when it records none."""
     event = recorded.event
     head = (event.session_id, recorded.sequence)
@@ -65,7 +69,7 @@ class RoutingDecisions:
         """Holds no personal data (amounts, statuses, providers, countries only)."""
 
     async def apply(
-        self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
+        self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
     ) -> list[Refusal]:
         rows = [row for recorded in events if (row := row_values(recorded)) is not None]
         if rows:

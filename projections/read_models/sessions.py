@@ -14,8 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from events.catalog import CustomerForgotten
-from events.envelope import RecordedEvent
+from projections.decoding import CustomerForgotten, StoredEvent
 from projections.fold import Core, Lifecycle, SessionState, Unapplicable, apply
 from projections.read_models import Refusal
 from projections.read_models.sql import Column, blank_forgotten, dumps, table, unnest_insert
@@ -188,7 +187,7 @@ class Sessions:
         await blank_forgotten(conn, _FORGET.format(target=table("sessions", version)), forgotten)
 
     async def apply(
-        self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
+        self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
     ) -> list[Refusal]:
         target = table("sessions", version)
         ids = list({recorded.session_id for recorded in events})

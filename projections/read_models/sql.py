@@ -5,15 +5,17 @@ Table names are never user input: they are a fixed base name plus an integer ver
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from events.catalog import CustomerForgotten
+from projections.decoding import CustomerForgotten
 
 __all__ = ["Column", "blank_forgotten", "dumps", "table", "unnest_insert"]
+
+_encode = msgspec.json.Encoder().encode
 
 
 def table(base: str, version: int) -> str:
@@ -23,7 +25,8 @@ def table(base: str, version: int) -> str:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text for a ``jsonb`` parameter (msgspec: a fifth of `json.dumps`' cost)."""
+    return _encode(value).decode()
 
 
 class Column:

@@ -2,7 +2,8 @@
 
 Holds what an audit or the ``as_of`` query needs: type, stream sequence, occurred-at,
 the ids of the command, correlation and causation, the trace id from ``traceparent``,
-and the payload in its current schema version (so it validates against the catalog).
+and the payload in its current schema version (so it validates against the catalog),
+its customer opened when it was sealed.
 Insert-only; a replayed event hits the primary key and is ignored.
 """
 
@@ -13,8 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from events.catalog import CustomerForgotten
-from events.envelope import RecordedEvent
+from projections.decoding import CustomerForgotten, StoredEvent
 from projections.read_models import Refusal
 from projections.read_models.sql import Column, blank_forgotten, table, unnest_insert
 
@@ -63,7 +63,7 @@ def trace_id(traceparent: str | None) -> str | None:
     return parts[1]
 
 
-def row_values(recorded: RecordedEvent) -> tuple[Any, ...]:
+def row_values(recorded: StoredEvent) -> tuple[Any, ...]:
     event, meta = recorded.event, recorded.metadata
     return (
         event.session_id,
@@ -77,7 +77,7 @@ def row_values(recorded: RecordedEvent) -> tuple[Any, ...]:
         meta.causation_id,
         meta.traceparent,
         trace_id(meta.traceparent),
-        event.model_dump_json(),
+        recorded.payload.decode(),
     )
 
 
@@ -90,7 +90,7 @@ class Timeline:
         await blank_forgotten(conn, _FORGET.format(target=table("timeline", version)), forgotten)
 
     async def apply(
-        self, conn: asyncpg.Connection, version: int, events: Sequence[RecordedEvent]
+        self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
     ) -> list[Refusal]:
         if events:
             rows = [row_values(recorded) for recorded in events]
