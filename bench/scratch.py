@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +34,9 @@ class Scratch:
     nats_url: str
     layout: StreamLayout
     append: Callable[[str, Sequence[CheckoutEvent], int], Awaitable[int]]
+    kek: str
+    """the key-encryption key of the scratch database's personal-data keys (a role
+    process refuses to start on a configured database without one)"""
 
     @property
     def source(self) -> EventSource:
@@ -50,6 +55,7 @@ class Scratch:
             "CHECKOUT_COMMANDS_PREFIX": layout.commands_prefix,
             "CHECKOUT_PARTITIONS": str(layout.partitions),
             "CHECKOUT_STREAM_REPLICAS": str(layout.replicas),
+            "CHECKOUT_PRIVACY_KEK": self.kek,
         }
 
 
@@ -107,4 +113,5 @@ async def scratch(
             result = await store.append(sid, events, metadata, expected_version=version)
             return result.last_sequence
 
-        yield Scratch(nc, pool, dsn, endpoints.nats_url, layout, append)
+        kek = base64.b64encode(os.urandom(32)).decode()
+        yield Scratch(nc, pool, dsn, endpoints.nats_url, layout, append, kek)

@@ -17,12 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _environment() -> dict[str, str]:
-    """The bench on its own embedded servers, run from the checkout."""
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"NATS_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
-    }
+    """The bench on its own embedded servers, run from the checkout, as from a shell that
+    configures nothing (the suite's own KEK left out: the bench brings its own)."""
+    configured = {"NATS_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+    configured |= {"CHECKOUT_PRIVACY_KEK", "CHECKOUT_PRIVACY_KEK_FILE"}
+    environment = {key: value for key, value in os.environ.items() if key not in configured}
     environment["PYTHONPATH"] = str(ROOT)  # bench/ is the repository's, not an installed package
     return environment
 
