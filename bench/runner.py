@@ -7,8 +7,8 @@ each scenario gets a scratch stream and a scratch database, so runs never mix.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -439,6 +439,23 @@ async def _lag(run: Run) -> None:
                 f"achieved {lag.achieved_rate:,.0f}/s (raw {raw[rate].achieved_rate:,.0f}/s)",
             )
         )
+    # the same projector without tracing, at the target's rate: what the spans cost
+    untraced, _ = await _lags(
+        run, ["up", "--role", "projectors"], {"CHECKOUT_PROJECTOR_NAME": "bench"}, rates=(2_000,)
+    )
+    if 2_000 in untraced:
+        lag = untraced[2_000]
+        report.add(
+            Row(
+                "  the same at 2,000 events/s, tracing off",
+                "ms",
+                lag.p99_ms,
+                raw=raw[2_000].p99_ms if 2_000 in raw else None,
+                better="lower",
+                note=f"p50 {lag.p50_ms:.1f} ms, achieved {lag.achieved_rate:,.0f}/s: what the "
+                "spans cost is the difference",
+            )
+        )
     report.add(
         Row(
             "  CPU per event, projector in the lag runs (tracing on)",
@@ -452,10 +469,15 @@ async def _lag(run: Run) -> None:
 
 
 async def _lags(
-    run: Run, follower: list[str], environment: dict[str, str]
+    run: Run,
+    follower: list[str],
+    environment: dict[str, str],
+    *,
+    rates: tuple[int, ...] | None = None,
 ) -> tuple[dict[int, Lag], float]:
-    """Lag at each rate, with ``follower`` (a projector) in its own process; and its CPU
-    per event over all rates (µs)."""
+    """Lag at each rate (the run's lag rates, or ``rates`` of them), with ``follower`` (a
+    projector) in its own process; and its CPU per event over all rates (µs)."""
+    wanted = [r for r in run.options.lag_rates if rates is None or r in rates]
     lags: dict[int, Lag] = {}
     async with (
         scratch(run.settings, run.endpoints) as s,
@@ -464,7 +486,7 @@ async def _lags(
         ) as child,
     ):
         cpu = CpuClock((child.pid,))
-        for rate in run.options.lag_rates:
+        for rate in wanted:
             async with cpu.timing():
                 lags[rate] = await measure_lag(
                     dsn=s.dsn,
@@ -473,7 +495,7 @@ async def _lags(
                     rate=rate,
                     seconds=run.options.seconds,
                 )
-    return lags, cpu.per(sum(lag.events for lag in lags.values()))
+    return lags, cpu.per(sum(lag.events for lag in lags.values())) if lags else 0.0
 
 
 async def _growth(run: Run) -> None:

@@ -1,13 +1,16 @@
 """One batch of stream messages -> one transaction: read models, parked events, checkpoints.
 
-Inside the transaction, in this order:
-1. shared switch locks of the followed projections (a rebuild's switch waits for us, and
-   we for it), then the version each projection writes now;
-2. the checkpoints of the batch's partitions, row-locked ``FOR UPDATE``: a second owner
-   of a partition (say, after a lost lock connection) waits here and then sees ours;
-3. per projection, only the messages above its checkpoint: undecodable ones are parked,
-   the others applied in one call; events the fold refuses are parked;
-4. the checkpoints advance to the batch's last sequence per partition.
+Inside the transaction, in this order, in a fixed number of round trips whatever the
+batch holds (BEGIN, one per step below, one more when sealed customers are opened, COMMIT):
+1. one call (`checkpoints.begin_batch`): shared switch locks of the followed projections
+   (a rebuild's switch waits for us, and we for it), the version each projection writes
+   now, and the checkpoints of the batch's partitions, row-locked ``FOR UPDATE``: a second
+   owner of a partition (say, after a lost lock connection) waits there and then sees ours;
+2. per projection, only the messages above its checkpoint: undecodable ones are parked,
+   the others planned in one call (the sessions and the daily totals read the rows they
+   fold, one ``SELECT`` each); events the fold refuses are parked;
+3. one statement writes every read model's rows, the parked events and the checkpoints,
+   advanced to the batch's last sequence per partition (`read_models.sql.fused`).
 
 With a `PersonalData` opener, the sealed customers of the batch are opened first, inside
 the transaction: their keys are share-locked until it commits, so a forget (which
@@ -35,15 +38,10 @@ from typing import Any, Protocol
 import asyncpg
 
 from events.errors import DecodeError
-from projections.checkpoints import (
-    Binding,
-    active_versions,
-    advance,
-    lock_positions,
-    take_switch_locks,
-)
+from projections.checkpoints import Binding, advance, begin_batch
 from projections.decoding import CustomerForgotten, StoredEvent
 from projections.read_models import Projection, Refusal
+from projections.read_models.sql import Statement, fused
 from projections.source import StreamMessage
 
 __all__ = ["BatchOutcome", "PersonalData", "apply_batch", "is_poison_error"]
@@ -149,13 +147,12 @@ async def _apply(
     *,
     isolate: bool,
 ) -> BatchOutcome:
-    await take_switch_locks(conn, bindings)
-    versions = await active_versions(conn, bindings)
     partitions = sorted({m.partition for m in messages})
-    positions = await lock_positions(conn, versions, partitions)
+    versions, positions = await begin_batch(conn, bindings, partitions)
     if personal is not None:
         messages = await _opened(conn, personal, messages)
     parked: list[_Parked] = []
+    writes: list[Statement] = []
     moved: dict[tuple[str, int], int] = {}
     for binding in bindings:
         name, version = binding.name, versions[binding.name]
@@ -163,13 +160,17 @@ async def _apply(
         if not fresh:
             continue
         parked += [_Parked(name, version, m, m.error or "") for m in fresh if m.event is None]
-        refusals = await _project(conn, binding.projection, version, fresh, isolate=isolate)
+        refusals = await _project(conn, binding.projection, version, fresh, writes, isolate=isolate)
         by_sequence = {m.sequence: m for m in fresh}
         parked += [_Parked(name, version, by_sequence[r.event.sequence], r.error) for r in refusals]
         for m in fresh:
             moved[(name, m.partition)] = max(moved.get((name, m.partition), 0), m.sequence)
-    await _park(conn, parked)
-    await advance(conn, versions, moved)
+    if parked:
+        writes.append(_park(parked))
+    # every read model's rows, the parked events and the checkpoints: one round trip
+    if writes or moved:
+        statement = fused(writes, advance(versions, moved))
+        await conn.execute(statement.sql, *statement.args)
     last: dict[int, int] = {}
     for m in messages:
         last[m.partition] = max(last.get(m.partition, 0), m.sequence)
@@ -181,9 +182,12 @@ async def _project(
     projection: Projection,
     version: int,
     fresh: Sequence[StreamMessage],
+    writes: list[Statement],
     *,
     isolate: bool,
 ) -> list[Refusal]:
+    """Plan ``projection``'s writes for ``fresh`` into ``writes`` (isolated: each event's
+    written at once in its own savepoint); the events it refuses."""
     forgotten = [
         m.event.event for m in fresh if m.event and isinstance(m.event.event, CustomerForgotten)
     ]
@@ -197,7 +201,9 @@ async def _project(
     if not events:
         return []
     if not isolate:
-        return await projection.apply(conn, version, events)
+        plan = await projection.plan(conn, version, events)
+        writes += plan.writes
+        return plan.refusals
     refused: list[Refusal] = []
     for event in events:
         refused += await _project_one(conn, projection, version, event)
@@ -224,15 +230,13 @@ def _park_row(parked: _Parked) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-async def _park(conn: asyncpg.Connection, parked: Sequence[_Parked]) -> None:
-    if not parked:
-        return
+def _park(parked: Sequence[_Parked]) -> Statement:
     columns = list(zip(*(_park_row(p) for p in parked), strict=True))
-    await conn.execute(
+    return Statement(
         "INSERT INTO parked_events (projection, version, partition, sequence, subject, "
         "event_type, error, headers, payload) "
         "SELECT p, v, pt, s, sj, t, e, h::jsonb, b FROM unnest($1::text[], $2::int4[], "
         "$3::int4[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[]) "
         "AS u(p, v, pt, s, sj, t, e, h, b) ON CONFLICT DO NOTHING",
-        *[list(c) for c in columns],
+        tuple(list(c) for c in columns),
     )

@@ -18,6 +18,7 @@ import asyncpg
 
 from projections.keys import switch_key
 from projections.read_models import Projection
+from projections.read_models.sql import Statement
 
 __all__ = [
     "COMMITS_CHANNEL",
@@ -25,8 +26,8 @@ __all__ = [
     "Position",
     "active_versions",
     "advance",
+    "begin_batch",
     "ensure_rows",
-    "lock_positions",
     "parse_commit_notice",
     "read_positions",
     "take_switch_locks",
@@ -111,18 +112,6 @@ async def read_positions(
     return {(row["projection"], row["partition"]): row["position"] for row in rows}
 
 
-async def lock_positions(
-    conn: asyncpg.Connection, versions: Mapping[str, int], partitions: Sequence[int]
-) -> Position:
-    """Checkpoints, row-locked until the transaction ends (a second owner waits here)."""
-    args = (list(versions), list(versions.values()), list(partitions))
-    rows = await conn.fetch(_SELECT + " ORDER BY 1, 2 FOR UPDATE OF c", *args)
-    if len(rows) < len(versions) * len(partitions):
-        await ensure_rows(conn, versions, partitions)
-        rows = await conn.fetch(_SELECT + " ORDER BY 1, 2 FOR UPDATE OF c", *args)
-    return {(row["projection"], row["partition"]): row["position"] for row in rows}
-
-
 COMMITS_CHANNEL = "projection_commits"
 """Postgres NOTIFY channel: each batch announces its new checkpoints when it commits."""
 
@@ -151,18 +140,42 @@ def parse_commit_notice(payload: str) -> list[tuple[str, int, int, int]]:
     return entries
 
 
-async def advance(
-    conn: asyncpg.Connection, versions: Mapping[str, int], moved: Mapping[tuple[str, int], int]
-) -> None:
-    """Set the checkpoints that moved and announce them on `COMMITS_CHANNEL` (delivered
-    to listeners only if the batch's transaction commits)."""
+def advance(versions: Mapping[str, int], moved: Mapping[tuple[str, int], int]) -> Statement | None:
+    """The statement that sets the checkpoints that moved and announces them on
+    `COMMITS_CHANNEL` (delivered to listeners only if the batch's transaction commits);
+    the batch sends it with its writes."""
     if not moved:
-        return
+        return None
     keys = list(moved)
-    await conn.execute(
+    return Statement(
         _ADVANCE,
-        [name for name, _ in keys],
-        [versions[name] for name, _ in keys],
-        [partition for _, partition in keys],
-        [moved[key] for key in keys],
+        (
+            [name for name, _ in keys],
+            [versions[name] for name, _ in keys],
+            [partition for _, partition in keys],
+            [moved[key] for key in keys],
+        ),
     )
+
+
+async def begin_batch(
+    conn: asyncpg.Connection, bindings: Sequence[Binding], partitions: Sequence[int]
+) -> tuple[dict[str, int], Position]:
+    """In one round trip (``projection_begin_batch``): the switch locks of the followed
+    projections (`take_switch_locks`), the version each binding writes
+    (`active_versions`) and the partitions' checkpoints, created when missing and row-locked
+    until the transaction ends."""
+    keys = sorted(switch_key(b.name) for b in bindings if b.pinned is None)
+    pinned = [b for b in bindings if b.pinned is not None]
+    rows = await conn.fetch(
+        "SELECT * FROM projection_begin_batch($1, $2, $3, $4, $5, $6)",
+        [c for c, _ in keys],
+        [o for _, o in keys],
+        [b.name for b in bindings if b.pinned is None],
+        [b.name for b in pinned],
+        [b.pinned for b in pinned],
+        list(partitions),
+    )
+    versions = {row["projection"]: row["version"] for row in rows}
+    positions = {(row["projection"], row["partition"]): row["position"] for row in rows}
+    return versions, positions

@@ -7,7 +7,8 @@ partitions never wait on each other's rows. A members table
 remembers each session's bucket: when an event changes the bucket (a status change, a
 fallback to another provider, a provider total), the batch moves the session out of the
 old bucket and into the new one. Per batch: one ``SELECT`` of members, the fold in Python
-(`projections.fold.advance`), an upsert of members and one of summed bucket deltas.
+(`projections.fold.advance`), an upsert of members and one of summed bucket deltas
+(sent with the batch's other writes).
 A member only changes for a higher ``last_sequence``, so a replay moves nothing.
 """
 
@@ -22,8 +23,8 @@ import asyncpg
 
 from projections.decoding import CustomerForgotten, StoredEvent
 from projections.fold import Core, Lifecycle, Unapplicable, advance
-from projections.read_models import Refusal
-from projections.read_models.sql import Column, table, unnest_insert
+from projections.read_models import Plan, ReadModel, Refusal
+from projections.read_models.sql import Column, Statement, table, unnest_insert
 
 __all__ = ["Bucket", "DailyTotals", "bucket_of", "totals_of"]
 
@@ -124,7 +125,7 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-class DailyTotals:
+class DailyTotals(ReadModel):
     name = "daily_totals"
 
     async def forget(
@@ -132,9 +133,9 @@ class DailyTotals:
     ) -> None:
         """Holds no personal data (amounts, statuses, providers, countries only)."""
 
-    async def apply(
+    async def plan(
         self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
-    ) -> list[Refusal]:
+    ) -> Plan:
         members = table("daily_totals_members", version)
         ids = list({recorded.session_id for recorded in events})
         rows = await conn.fetch(
@@ -156,18 +157,16 @@ class DailyTotals:
                 continue
             if new is not current.get(sid):
                 current[sid] = changed[sid] = new
-        if changed:
-            await self._write(conn, version, before, changed, partitions)
-        return refused
+        writes = self._writes(version, before, changed, partitions) if changed else []
+        return Plan(writes, refused)
 
     @staticmethod
-    async def _write(
-        conn: asyncpg.Connection,
+    def _writes(
         version: int,
         before: Mapping[str, Core],
         changed: Mapping[str, Core],
         partitions: Mapping[str, int],
-    ) -> None:
+    ) -> list[Statement]:
         members = table("daily_totals_members", version)
         updates = ", ".join(f"{c.name} = EXCLUDED.{c.name}" for c in MEMBER_COLUMNS[1:])
         upsert = unnest_insert(
@@ -176,7 +175,7 @@ class DailyTotals:
             f"ON CONFLICT (session_id) DO UPDATE SET {updates} "
             f"WHERE {members}.last_sequence < EXCLUDED.last_sequence",
         )
-        await conn.execute(upsert, *_columns([_member(core) for core in changed.values()]))
+        writes = [Statement(upsert, tuple(_columns([_member(core) for core in changed.values()])))]
         deltas = _deltas(before, changed, partitions)
         if deltas:
             totals = table("daily_totals", version)
@@ -187,4 +186,5 @@ class DailyTotals:
                 f"sessions = {totals}.sessions + EXCLUDED.sessions, "
                 f"amount = {totals}.amount + EXCLUDED.amount",
             )
-            await conn.execute(add, *_columns(deltas))
+            writes.append(Statement(add, tuple(_columns(deltas))))
+        return writes

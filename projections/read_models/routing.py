@@ -19,8 +19,8 @@ from projections.decoding import (
     ProviderCallFailed,
     StoredEvent,
 )
-from projections.read_models import Refusal
-from projections.read_models.sql import Column, dumps, table, unnest_insert
+from projections.read_models import Plan, ReadModel
+from projections.read_models.sql import Column, Statement, dumps, table, unnest_insert
 
 __all__ = ["COLUMNS", "RoutingDecisions", "row_values"]
 
@@ -60,7 +60,7 @@ def row_values(recorded: StoredEvent) -> tuple[Any, ...] | None:
     return None
 
 
-class RoutingDecisions:
+class RoutingDecisions(ReadModel):
     name = "routing"
 
     async def forget(
@@ -68,13 +68,16 @@ class RoutingDecisions:
     ) -> None:
         """Holds no personal data (amounts, statuses, providers, countries only)."""
 
-    async def apply(
-        self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
-    ) -> list[Refusal]:
+    async def plan(
+        self,
+        conn: asyncpg.Connection,  # noqa: ARG002 - it reads nothing
+        version: int,
+        events: Sequence[StoredEvent],
+    ) -> Plan:
         rows = [row for recorded in events if (row := row_values(recorded)) is not None]
-        if rows:
-            statement = unnest_insert(
-                table("routing", version), COLUMNS, "ON CONFLICT (session_id, sequence) DO NOTHING"
-            )
-            await conn.execute(statement, *[list(c) for c in zip(*rows, strict=True)])
-        return []
+        if not rows:
+            return Plan([], [])
+        statement = unnest_insert(
+            table("routing", version), COLUMNS, "ON CONFLICT (session_id, sequence) DO NOTHING"
+        )
+        return Plan([Statement(statement, tuple(list(c) for c in zip(*rows, strict=True)))], [])

@@ -1,7 +1,8 @@
 """The current-sessions read model: one row per checkout session, every canonical field.
 
 Per batch: one ``SELECT`` of the rows the batch touches, the fold in Python
-(`projections.fold.apply`), one ``unnest`` upsert of the changed rows. The upsert only
+(`projections.fold.apply`), one ``unnest`` upsert of the changed rows (sent with the
+batch's other writes). The upsert only
 replaces a row with a higher ``last_sequence``, so a replayed batch changes nothing.
 """
 
@@ -16,8 +17,15 @@ import asyncpg
 
 from projections.decoding import CustomerForgotten, StoredEvent
 from projections.fold import Core, Lifecycle, SessionState, Unapplicable, apply
-from projections.read_models import Refusal
-from projections.read_models.sql import Column, blank_forgotten, dumps, table, unnest_insert
+from projections.read_models import Plan, ReadModel, Refusal
+from projections.read_models.sql import (
+    Column,
+    Statement,
+    blank_forgotten,
+    dumps,
+    table,
+    unnest_insert,
+)
 
 __all__ = ["COLUMNS", "Sessions", "row_values", "state_from_row"]
 
@@ -178,7 +186,7 @@ WHERE session_id = ANY($2::text[]) OR customer->>'subject' = $1::text
 """
 
 
-class Sessions:
+class Sessions(ReadModel):
     name = "sessions"
 
     async def forget(
@@ -186,9 +194,9 @@ class Sessions:
     ) -> None:
         await blank_forgotten(conn, _FORGET.format(target=table("sessions", version)), forgotten)
 
-    async def apply(
+    async def plan(
         self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
-    ) -> list[Refusal]:
+    ) -> Plan:
         target = table("sessions", version)
         ids = list({recorded.session_id for recorded in events})
         rows = await conn.fetch(
@@ -207,6 +215,5 @@ class Sessions:
                 continue
             if new is not states.get(sid):
                 states[sid] = changed[sid] = new
-        if changed:
-            await conn.execute(_upsert(target), *_columns(changed.values()))
-        return refused
+        writes = [Statement(_upsert(target), tuple(_columns(changed.values())))] if changed else []
+        return Plan(writes, refused)

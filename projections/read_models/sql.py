@@ -1,11 +1,20 @@
-"""Set-based SQL helpers shared by the read models: one ``unnest`` statement per batch.
+"""Set-based SQL helpers shared by the read models: one ``unnest`` statement per write.
+
+A read model plans its writes as `Statement`s; the batch sends the writes of all four,
+the parked events and the checkpoints as one statement (`fused`: each write a
+data-modifying CTE), one round trip whatever the batch holds. The parts of a fused
+statement see the same snapshot and write different tables, so their order does not
+matter; a data or constraint error in any of them fails the whole statement.
 
 Table names are never user input: they are a fixed base name plus an integer version.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -13,7 +22,16 @@ import msgspec
 
 from projections.decoding import CustomerForgotten
 
-__all__ = ["Column", "blank_forgotten", "dumps", "table", "unnest_insert"]
+__all__ = [
+    "Column",
+    "Statement",
+    "blank_forgotten",
+    "dumps",
+    "fused",
+    "run",
+    "table",
+    "unnest_insert",
+]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -60,3 +78,43 @@ async def blank_forgotten(
         await conn.execute(
             statement, event.subject, list(event.sessions), list(event.metadata_keys)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str
+    args: tuple[Any, ...] = ()
+
+
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+@functools.lru_cache(maxsize=256)
+def _shifted(sql: str, offset: int) -> str:
+    """``sql`` with its parameters ``$n`` renumbered ``$(n + offset)``."""
+    return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + offset}", sql) if offset else sql
+
+
+def fused(writes: Sequence[Statement], then: Statement | None = None) -> Statement:
+    """``writes`` (INSERT / UPDATE / DELETE statements) as one statement, each a
+    data-modifying CTE, ending with the query ``then`` (which may start with ``WITH``)."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for index, write in enumerate(writes):
+        parts.append(f"w{index} AS ({_shifted(write.sql, len(args))})")
+        args += write.args
+    tail = _shifted(then.sql, len(args)).lstrip() if then is not None else "SELECT NULL"
+    if then is not None:
+        args += then.args
+    if not parts:
+        return Statement(tail, tuple(args))
+    if tail.startswith("WITH "):
+        return Statement(f"WITH {', '.join(parts)}, {tail[5:]}", tuple(args))
+    return Statement(f"WITH {', '.join(parts)} {tail}", tuple(args))
+
+
+async def run(conn: asyncpg.Connection, writes: Sequence[Statement]) -> None:
+    """Send ``writes`` in one round trip."""
+    if writes:
+        statement = fused(writes)
+        await conn.execute(statement.sql, *statement.args)

@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 
 from projections.decoding import CustomerForgotten, StoredEvent
-from projections.read_models import Refusal
-from projections.read_models.sql import Column, blank_forgotten, table, unnest_insert
+from projections.read_models import Plan, ReadModel
+from projections.read_models.sql import Column, Statement, blank_forgotten, table, unnest_insert
 
 __all__ = ["COLUMNS", "Timeline", "row_values", "trace_id"]
 
@@ -81,7 +81,7 @@ def row_values(recorded: StoredEvent) -> tuple[Any, ...]:
     )
 
 
-class Timeline:
+class Timeline(ReadModel):
     name = "timeline"
 
     async def forget(
@@ -89,13 +89,16 @@ class Timeline:
     ) -> None:
         await blank_forgotten(conn, _FORGET.format(target=table("timeline", version)), forgotten)
 
-    async def apply(
-        self, conn: asyncpg.Connection, version: int, events: Sequence[StoredEvent]
-    ) -> list[Refusal]:
-        if events:
-            rows = [row_values(recorded) for recorded in events]
-            statement = unnest_insert(
-                table("timeline", version), COLUMNS, "ON CONFLICT (session_id, sequence) DO NOTHING"
-            )
-            await conn.execute(statement, *[list(c) for c in zip(*rows, strict=True)])
-        return []
+    async def plan(
+        self,
+        conn: asyncpg.Connection,  # noqa: ARG002 - it reads nothing
+        version: int,
+        events: Sequence[StoredEvent],
+    ) -> Plan:
+        if not events:
+            return Plan([], [])
+        rows = [row_values(recorded) for recorded in events]
+        statement = unnest_insert(
+            table("timeline", version), COLUMNS, "ON CONFLICT (session_id, sequence) DO NOTHING"
+        )
+        return Plan([Statement(statement, tuple(list(c) for c in zip(*rows, strict=True)))], [])
