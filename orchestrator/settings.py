@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     projector_name: str = Field(default="live", pattern=r"^[a-z0-9:_-]{1,40}$")
     projector_batch_size: int = Field(default=1000, ge=1, le=10_000)
     projector_batch_linger_seconds: float = Field(default=0.0, ge=0.0, le=1.0)
-    projector_appliers: int = Field(default=1, ge=1, le=16)
+    projector_appliers: int = Field(default=2, ge=1, le=16)
     projector_claim_interval: float = Field(default=1.0, gt=0.0, le=60.0)
     projector_pool_size: int = Field(default=8, ge=2, le=100)
     read_wait_timeout_seconds: float = Field(default=5.0, gt=0.0, le=60.0)

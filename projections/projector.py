@@ -8,12 +8,16 @@ models, ``rebuild:<name>`` during a rebuild). It runs until cancelled:
   worker gets half the partitions and a dead worker's partitions move within seconds;
 - per owned partition, a `PartitionReader` delivers the stream from the smallest
   checkpoint of that partition + 1;
-- ``appliers`` lanes (partition modulo lanes) each take up to ``batch_size`` buffered
-  messages across their owned partitions (waiting up to ``batch_linger`` for more when
-  the batch is not full), and commit them with `projections.batch.apply_batch`: rows,
-  parked events and checkpoints in one transaction. A partition is always in the same
-  lane, so its batches never overlap. A failed commit is retried with the same
-  messages (safe: whatever committed is skipped), except for partitions no longer owned.
+- batches of up to ``batch_size`` buffered messages (after waiting up to ``batch_linger``
+  for more when there are fewer) are committed with `projections.batch.apply_batch`:
+  rows, parked events and checkpoints in one transaction. Up to ``appliers`` batches
+  are in flight at once, over disjoint partitions: a partition in a batch being
+  committed is in no other batch until that one ends, so its batches never overlap. A
+  second batch only starts when the partitions free of the first hold a full batch (the
+  projector is catching up): Python folds one batch while Postgres writes the
+  other, and a steady flow stays one transaction at a time. A failed commit is retried
+  with the same messages (safe: whatever committed is skipped), except for partitions
+  no longer owned.
 
 Per-session order holds because a session lives in one partition, which one reader
 delivers in stream order and one transaction at a time applies.
@@ -55,11 +59,10 @@ class ProjectorSettings:
     name: str = "live"
     batch_size: int = 1000
     batch_linger: float = 0.0
-    appliers: int = 1
-    """concurrent batch transactions, each over its own share of the partitions: a second
-    lane overlaps Python and Postgres work (catch-up +12-40% on 2 cores) but splits the
-    steady flow into more, smaller transactions (lag p50 at 1,000 events/s 18-24 -> 28-38
-    ms); one is the default for the live projector (docs/performance.md)"""
+    appliers: int = 2
+    """batch transactions in flight at once, over disjoint partitions, when catching up (a
+    steady flow is one at a time): a second overlaps Python and Postgres work, catch-up
+    ~1.3x on 2 cores (docs/performance.md)"""
     claim_interval: float = 1.0
     retry_delay: float = 0.2
     reader: ReaderSettings = field(default_factory=ReaderSettings)
@@ -132,9 +135,11 @@ class Projector:
         self._ownership = Ownership(dsn, settings.name)
         self._readers: dict[int, PartitionReader] = {}
         self._positions: dict[int, int] = {}
-        lanes = max(1, settings.appliers)
-        self._wakes = [asyncio.Event() for _ in range(lanes)]
-        self._locks = [asyncio.Lock() for _ in range(lanes)]
+        self._wake = asyncio.Event()
+        self._in_flight: set[int] = set()
+        """partitions in a batch being committed"""
+        self._landed = asyncio.Event()
+        self._failure: BaseException | None = None
         self._ownership_changed = asyncio.Event()
         self._cursor = 0
 
@@ -158,26 +163,18 @@ class Projector:
         readers = list(self._readers.values())
         return bool(readers) and all(r.caught_up and len(r) == 0 for r in readers)
 
-    def _lane(self, partition: int) -> int:
-        return partition % len(self._wakes)
-
     async def run(self) -> None:
-        appliers = [
-            asyncio.create_task(self._apply_loop(lane), name=f"applier-{lane}")
-            for lane in range(len(self._wakes))
-        ]
+        applier = asyncio.create_task(self._apply_loop(), name="applier")
         try:
             while True:
                 await self._balance()
-                for applier in appliers:
-                    if applier.done():
-                        applier.result()  # an applier bug surfaces here instead of hanging
+                if applier.done():
+                    applier.result()  # an applier bug surfaces here instead of hanging
                 await asyncio.sleep(self._settings.claim_interval)
         finally:
-            for applier in appliers:
-                applier.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await applier
+            applier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await applier
             for partition in list(self._readers):
                 await self._drop(partition, release=False)
             await self._ownership.close()
@@ -227,7 +224,7 @@ class Projector:
             self._source,
             partition,
             start + 1,
-            wake=self._wakes[self._lane(partition)],
+            wake=self._wake,
             settings=self._settings.reader,
         )
         self._positions[partition] = start
@@ -237,59 +234,93 @@ class Projector:
         log.info("projector %s owns partition %s from %s", self._settings.name, partition, start)
 
     async def _drop(self, partition: int, *, release: bool) -> None:
-        reader = self._readers.pop(partition)
+        reader = self._readers.pop(partition)  # no batch takes from it any more
         self._ownership_changed.set()
-        async with self._locks[self._lane(partition)]:  # it may be in the batch committing
-            await reader.close()
+        while partition in self._in_flight:  # it may be in a batch committing
+            self._landed.clear()
+            await self._landed.wait()
+        await reader.close()
         if release and self._ownership.is_open:
             await self._ownership.release(partition)
         log.info("projector %s gave up partition %s", self._settings.name, partition)
 
     # -- applying -------------------------------------------------------------------
 
-    def _take(self, lane: int) -> list[StreamMessage]:
-        """Up to ``batch_size`` messages, a fair slice of each of the lane's buffers."""
-        readers = [r for p, r in self._readers.items() if len(r) and self._lane(p) == lane]
+    def _free(self) -> list[PartitionReader]:
+        """The readers with buffered messages whose partition is in no batch in flight."""
+        return [r for p, r in self._readers.items() if len(r) and p not in self._in_flight]
+
+    def _take(self) -> list[StreamMessage]:
+        """Up to ``batch_size`` messages of the free partitions, from each in turn (a
+        rotating start, so every partition leads in turn): a partition's messages in as
+        few batches as possible, so that a second batch finds partitions of its own."""
+        readers = self._free()
         if not readers:
             return []
         self._cursor = (self._cursor + 1) % len(readers)
-        readers = readers[self._cursor :] + readers[: self._cursor]
         budget = self._settings.batch_size
         batch: list[StreamMessage] = []
-        while budget > 0 and readers:
-            slice_size = max(1, budget // len(readers))
-            for reader in readers:
-                taken = reader.take(min(slice_size, budget))
-                batch += taken
-                budget -= len(taken)
-            readers = [r for r in readers if len(r)]
+        for reader in readers[self._cursor :] + readers[: self._cursor]:
+            taken = reader.take(budget)
+            batch += taken
+            budget -= len(taken)
+            if budget <= 0:
+                break
         return batch
 
-    def _buffered(self, lane: int) -> int:
-        return sum(len(r) for p, r in self._readers.items() if self._lane(p) == lane)
+    def _buffered(self) -> int:
+        return sum(len(r) for r in self._free())
 
-    async def _apply_loop(self, lane: int) -> None:
-        linger = self._settings.batch_linger
-        wake = self._wakes[lane]
-        while True:
-            await wake.wait()
-            wake.clear()
-            if linger > 0 and self._buffered(lane) < self._settings.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(linger):
-                        await self._wait_full(lane)
+    async def _apply_loop(self) -> None:
+        committing: set[asyncio.Task[None]] = set()
+        try:
             while True:
-                async with self._locks[lane]:  # per batch, so a partition hand-over gets in
-                    batch = self._take(lane)
-                    if not batch:
-                        break
-                    await self._commit(batch)
+                await self._wake.wait()
+                self._wake.clear()
+                if self._failure is not None:
+                    raise self._failure
+                await self._linger(committing)
+                self._start_batches(committing)
+        finally:
+            for task in committing:
+                task.cancel()
+            await asyncio.gather(*committing, return_exceptions=True)
 
-    async def _wait_full(self, lane: int) -> None:
-        wake = self._wakes[lane]
-        while self._buffered(lane) < self._settings.batch_size:
-            wake.clear()
-            await wake.wait()
+    async def _linger(self, committing: set[asyncio.Task[None]]) -> None:
+        """With ``batch_linger``, wait that long for a full batch when nothing commits."""
+        linger = self._settings.batch_linger
+        if linger <= 0 or committing or self._buffered() >= self._settings.batch_size:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(linger):
+                while self._buffered() < self._settings.batch_size:
+                    self._wake.clear()
+                    await self._wake.wait()
+
+    def _start_batches(self, committing: set[asyncio.Task[None]]) -> None:
+        """Commit what the free partitions hold: one batch, and while catching up, up to
+        ``appliers`` over disjoint partitions."""
+        limit = max(1, self._settings.appliers)
+        while len(committing) < limit:
+            if committing and self._buffered() < self._settings.batch_size:
+                return  # a steady flow waits for the batch in flight: one at a time
+            batch = self._take()
+            if not batch:
+                return
+            partitions = frozenset(m.partition for m in batch)
+            self._in_flight |= partitions
+            task = asyncio.create_task(self._commit(batch))
+            committing.add(task)
+
+            def landed(task: asyncio.Task[None], partitions: frozenset[int] = partitions) -> None:
+                committing.discard(task)
+                self._in_flight -= partitions
+                if not task.cancelled() and task.exception() is not None:
+                    self._failure = task.exception()
+                self._landed.set()
+                self._wake.set()  # what arrived meanwhile for these partitions
+
+            task.add_done_callback(landed)
 
     async def _commit(self, batch: list[StreamMessage]) -> None:
         delay = self._settings.retry_delay
