@@ -28,7 +28,6 @@ import msgspec
 from pydantic import ValidationError
 
 from events.codec import Headers
-from events.envelope import RecordedEvent
 from events.errors import DecodeError
 from events.upcasting import UnknownEventError, current_version, upcast
 from events.values import Mode, PaymentStatus, Provider
@@ -52,7 +51,6 @@ __all__ = [
     "StoredEvent",
     "decode_payload",
     "decode_stored",
-    "stored_from_recorded",
     "without_none",
 ]
 
@@ -229,6 +227,19 @@ class Envelope:
     occurred_at: datetime
     traceparent: str | None = None
 
+    @classmethod
+    def of(cls, source: Any) -> Envelope:
+        """The envelope of anything that carries these fields (`events.EventMetadata`, a
+        timeline row)."""
+        return cls(
+            event_id=source.event_id,
+            command_id=source.command_id,
+            correlation_id=source.correlation_id,
+            causation_id=source.causation_id,
+            occurred_at=source.occurred_at,
+            traceparent=source.traceparent,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -306,20 +317,3 @@ def decode_stored(
     except (KeyError, ValueError, ValidationError, UnknownEventError, DecodeError) as exc:
         raise DecodeError(f"message {sequence} on {subject}: {exc}") from exc
     return StoredEvent(event, envelope, sequence, subject, current)
-
-
-def stored_from_recorded(recorded: RecordedEvent) -> StoredEvent:
-    """A catalog event (as the event store reads it back) as the projector reads it."""
-    payload = recorded.event.model_dump_json().encode()
-    meta = recorded.metadata
-    envelope = Envelope(
-        event_id=meta.event_id,
-        command_id=meta.command_id,
-        correlation_id=meta.correlation_id,
-        causation_id=meta.causation_id,
-        occurred_at=meta.occurred_at,
-        traceparent=meta.traceparent,
-    )
-    return StoredEvent(
-        decode_payload(payload), envelope, recorded.sequence, recorded.subject, payload
-    )

@@ -142,16 +142,8 @@ def _timeline_event(row: Mapping[str, Any]) -> TimelineEvent:
 
 def _recorded(event: TimelineEvent) -> StoredEvent:
     """A timeline row back into the event it stores (payload is in the current schema)."""
-    metadata = Envelope(
-        event_id=event.event_id,
-        command_id=event.command_id,
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
-        occurred_at=event.occurred_at,
-        traceparent=event.traceparent,
-    )
     payload = msgspec.json.encode(event.payload)
-    return StoredEvent(decode_payload(payload), metadata, event.sequence, "", payload)
+    return StoredEvent(decode_payload(payload), Envelope.of(event), event.sequence, "", payload)
 
 
 def _routing(row: Mapping[str, Any]) -> RoutingDecision:

@@ -24,7 +24,7 @@ from events.errors import DecodeError
 from events.values import Address, Customer, LineItem, SessionUrls
 from events.values import Amounts as CatalogAmounts
 from projections import decoding
-from projections.decoding import StoredPayload, decode_stored, stored_from_recorded
+from projections.decoding import StoredPayload, decode_stored
 from tests.support.builders import encode_headers, lifecycle, new_session_id, requested
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "event_samples").glob("*.json"))
@@ -131,15 +131,6 @@ def test_generated_events_decode_to_the_catalogs_values(
         payload = event.model_dump_json().encode()
         headers = _headers(event.type, event.schema_version)
         assert _ours_json(payload, headers) == _catalog_json(payload, headers)
-
-
-def test_a_recorded_event_reads_as_it_would_from_the_stream() -> None:
-    sid = new_session_id()
-    event = lifecycle(sid)[0]
-    payload = event.model_dump_json().encode()
-    headers = encode_headers(event)
-    recorded = decode("x.0.s.requested", payload, headers, 7)
-    assert stored_from_recorded(recorded) == decode_stored("x.0.s.requested", payload, headers, 7)
 
 
 def _bad(payload: bytes, **headers: str) -> str:
