@@ -27,7 +27,7 @@ class Target:
     """What the figure must reach: an absolute bound, or a share of the raw / peer figure."""
 
     absolute: float | None = None
-    of_raw: float | None = None  # ours >= of_raw * raw
+    of_raw: float | None = None  # ours >= of_raw * raw (lower is better: ours <= of_raw * raw)
     of_peer: float | None = None  # ours >= of_peer * peer
 
     def describe(self, unit: str, better: Better) -> str:
@@ -35,7 +35,9 @@ class Target:
         if self.absolute is not None:
             parts.append(f"{'≥' if better == 'higher' else '<'} {self.absolute:,.0f} {unit}")
         if self.of_raw is not None:
-            parts.append(f"≥ {self.of_raw:.0%} of raw")
+            parts.append(
+                f"≥ {self.of_raw:.0%} of raw" if better == "higher" else f"≤ {self.of_raw:g}x raw"
+            )
         if self.of_peer is not None:
             parts.append(f"≥ {self.of_peer:g}x peer")
         return ", ".join(parts)
@@ -73,7 +75,11 @@ class Row:
                 else self.ours < target.absolute
             )
         if target.of_raw is not None and self.vs_raw is not None:
-            checks.append(self.vs_raw >= target.of_raw)
+            checks.append(
+                self.vs_raw >= target.of_raw
+                if self.better == "higher"
+                else self.vs_raw <= target.of_raw
+            )
         if target.of_peer is not None and self.vs_peer is not None:
             checks.append(self.vs_peer >= target.of_peer)
         return all(checks) if checks else None

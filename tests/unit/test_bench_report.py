@@ -20,6 +20,14 @@ def test_a_latency_target_is_an_upper_bound():
     assert Row("p99", "ms", 15.0, better="lower", target=Target(absolute=15)).met is False
 
 
+def test_a_latency_share_of_raw_is_an_upper_bound_too():
+    target = Target(absolute=25, of_raw=2)
+    assert Row("lag", "ms", 20, raw=10, better="lower", target=target).met is True
+    assert Row("lag", "ms", 21, raw=10, better="lower", target=target).met is False
+    assert Row("lag", "ms", 26, raw=20, better="lower", target=target).met is False
+    assert target.describe("ms", "lower") == "< 25 ms, ≤ 2x raw"
+
+
 def test_every_part_of_a_target_must_hold():
     target = Target(absolute=25_000, of_peer=10)
     assert Row("c", "events/s", 30_000, peer=2_000, target=target).met is True
