@@ -4,6 +4,7 @@ Depends on `events` only (never on `orchestrator`): the composition root passes 
 NATS connection, the Postgres pool and DSN, and the stream's coordinates.
 
     migrate(dsn)                              schema migrations, each once, in order
+    decode_stored(...) -> StoredEvent         a stored event as the read side folds it
     Projector(...).run()                      owned partitions -> read models, exactly once
     rebuild(name, ...)                        a new version beside the serving one, then switch
     status_report(...), wait_caught_up(...)   checkpoints, lag, owners, parked events
@@ -18,6 +19,7 @@ from projections.api import MIN_SEQUENCE_HEADER, create_app
 from projections.batch import BatchOutcome, apply_batch
 from projections.checkpoints import Binding
 from projections.client import QueryClient
+from projections.decoding import StoredEvent, decode_stored
 from projections.errors import (
     ConsistencyTimeout,
     InvalidQuery,
@@ -84,6 +86,7 @@ __all__ = [
     "SessionPage",
     "SessionState",
     "StatusReport",
+    "StoredEvent",
     "StreamMessage",
     "TimelineEvent",
     "Unapplicable",
@@ -93,6 +96,7 @@ __all__ = [
     "apply_batch",
     "caught_up",
     "create_app",
+    "decode_stored",
     "fold",
     "live_bindings",
     "migrate",
