@@ -6,10 +6,9 @@ models costs more than everything else the projector does per event (nested mode
 validators, allocations), so the read side decodes it with msgspec into the structs
 below instead: the same field names and types, each checked (a payload with a field of
 the wrong type or shape, a missing or an unknown one does not decode, and the projector
-parks it), every
-nested value the read models keep as JSON left as plain data. The input rules of the
-catalog (lengths, control characters, absolute URLs) are not checked again: they bound
-what callers may send, and the store only holds what passed them.
+parks it), every nested value the read models keep as JSON left as plain data. The input
+rules of the catalog (lengths, control characters, absolute URLs) are not checked again:
+they bound what callers may send, and the store only holds what passed them.
 `tests/unit/test_decoding.py` holds the structs to the catalog: same fields, and the
 same values for every stored sample and for generated events.
 
