@@ -8,12 +8,17 @@ several commands in one batch is handled one command after the other, in queue o
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import nats
+from nats.aio.subscription import Subscription
+from nats.js.client import JetStreamContext
 
 from orchestrator.bootstrap import orchestrator
 from orchestrator.client import CheckoutClient
-from orchestrator.jetstream.streams import ensure_streams
+from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.jetstream.wire import COMMAND_ID, REPLY_TO, parse_reply
 from tests.support.apps import settings_for
 from tests.support.builders import new_session_id
@@ -21,33 +26,56 @@ from tests.support.builders import new_session_id
 SESSIONS = 40
 
 
+@dataclass
+class _Queue:
+    """The command queue of a fresh layout, and an inbox for the replies to what is queued."""
+
+    layout: StreamLayout
+    js: JetStreamContext
+    inbox: str
+    replies: Subscription
+
+    async def publish(
+        self, command: str, body: dict[str, object], command_id: str, reply: str
+    ) -> None:
+        headers = {COMMAND_ID: command_id, REPLY_TO: f"{self.inbox}.{reply}"}
+        subject = f"{self.layout.commands_prefix}.{command}"
+        await self.js.publish(subject, json.dumps(body).encode(), headers=headers)
+
+
+@asynccontextmanager
+async def _queue(nats_url: str, layout: StreamLayout) -> AsyncIterator[_Queue]:
+    nc = await nats.connect(nats_url)
+    try:
+        await ensure_streams(nc, layout)
+        inbox = nc.new_inbox()
+        yield _Queue(layout, nc.jetstream(), inbox, await nc.subscribe(f"{inbox}.*"))
+    finally:
+        await nc.close()
+
+
 async def test_a_batch_keeps_each_sessions_commands_in_order(nats_url, stream_names):
     settings = settings_for(stream_names)
     layout = settings.layout()
-    nc = await nats.connect(nats_url)
-    await ensure_streams(nc, layout)
-    js = nc.jetstream()
-    inbox = nc.new_inbox()
-    replies = await nc.subscribe(f"{inbox}.*")
     alone = [new_session_id() for _ in range(SESSIONS)]
     ordered = [new_session_id() for _ in range(SESSIONS)]
     sent = 0
+    async with _queue(nats_url, layout) as queue:
 
-    async def send(command: str, body: dict[str, object]) -> None:
-        nonlocal sent
-        sent += 1
-        headers = {COMMAND_ID: f"c-{sent}-{body['session_id']}", REPLY_TO: f"{inbox}.{sent}"}
-        await js.publish(f"{layout.commands_prefix}.{command}", json.dumps(body).encode(),
-                         headers=headers)  # fmt: skip
+        async def send(command: str, body: dict[str, object]) -> None:
+            nonlocal sent
+            sent += 1
+            await queue.publish(command, body, f"c-{sent}-{body['session_id']}", str(sent))
 
-    for sid in alone:
-        await send("create", {"session_id": sid, "currency": "EUR", "amount": 700})
-    for sid in ordered:  # cancel right after create: handled out of order, it would be refused
-        await send("create", {"session_id": sid, "currency": "EUR", "amount": 900})
-        await send("cancel", {"session_id": sid, "reason": "changed my mind"})
-    try:
+        for sid in alone:
+            await send("create", {"session_id": sid, "currency": "EUR", "amount": 700})
+        for sid in ordered:  # cancel right after create: handled out of order, it is refused
+            await send("create", {"session_id": sid, "currency": "EUR", "amount": 900})
+            await send("cancel", {"session_id": sid, "reason": "changed my mind"})
         async with orchestrator(settings, nats_url) as system:
-            answers = [parse_reply((await replies.next_msg(timeout=30)).data) for _ in range(sent)]
+            answers = [
+                parse_reply((await queue.replies.next_msg(timeout=30)).data) for _ in range(sent)
+            ]
             batches = system.commands.batches
         assert [a.status for a in answers] == ["accepted"] * sent
         assert batches < sent  # pulled together, not one by one
@@ -57,8 +85,6 @@ async def test_a_batch_keeps_each_sessions_commands_in_order(nats_url, stream_na
                 assert history == ["requested", "canceled"], sid
             for sid in alone:
                 assert [r.event.type for r in await client.history(sid)] == ["requested"]
-    finally:
-        await nc.close()
 
 
 async def test_a_batch_of_retried_commands_is_answered_from_the_stored_events(
@@ -66,26 +92,16 @@ async def test_a_batch_of_retried_commands_is_answered_from_the_stored_events(
 ):
     settings = settings_for(stream_names)
     layout = settings.layout()
-    nc = await nats.connect(nats_url)
-    await ensure_streams(nc, layout)
-    js = nc.jetstream()
-    inbox = nc.new_inbox()
-    replies = await nc.subscribe(f"{inbox}.*")
     sessions = [new_session_id() for _ in range(SESSIONS)]
-
-    async def queue_all(round_: int) -> None:
-        for index, sid in enumerate(sessions):
-            body = json.dumps({"session_id": sid, "currency": "EUR", "amount": 700}).encode()
-            headers = {COMMAND_ID: f"c-{sid}", REPLY_TO: f"{inbox}.{round_}-{index}"}
-            await js.publish(f"{layout.commands_prefix}.create", body, headers=headers)
-
-    try:
+    async with _queue(nats_url, layout) as queue:
         answers = []
         for round_ in (1, 2):  # the same commands again: a client retrying all of them
-            await queue_all(round_)
+            for index, sid in enumerate(sessions):
+                body: dict[str, object] = {"session_id": sid, "currency": "EUR", "amount": 700}
+                await queue.publish("create", body, f"c-{sid}", f"{round_}-{index}")
             async with orchestrator(settings, nats_url):
                 answers.append(
-                    [parse_reply((await replies.next_msg(timeout=30)).data) for _ in sessions]
+                    [parse_reply((await queue.replies.next_msg(timeout=30)).data) for _ in sessions]
                 )
         first, second = answers
         assert [a.duplicate for a in first] == [False] * SESSIONS
@@ -95,5 +111,3 @@ async def test_a_batch_of_retried_commands_is_answered_from_the_stored_events(
         async with await CheckoutClient.connect(nats_url, layout) as client:
             for sid in sessions:
                 assert len(await client.history(sid)) == 1
-    finally:
-        await nc.close()
