@@ -35,6 +35,7 @@ from orchestrator.errors import InfrastructureError
 from orchestrator.jetstream.streams import StreamLayout, ensure_streams
 from orchestrator.jetstream.wire import COMMAND_ID, AcceptedReply
 from orchestrator.sandbox.fleet import SandboxFleet
+from projections.decoding import ProviderCallFailed
 from projections.source import EventSource, StreamMessage, read_all
 from tests.support.builders import create_payload
 from tests.support.waiting import WaitTimeout, wait_until
@@ -207,6 +208,14 @@ def check_commands_in_stream(ledger: Ledger, messages: Sequence[StreamMessage]) 
             by_session[recorded.session_id].append(
                 (recorded.sequence, recorded.event.type, recorded.metadata.command_id)
             )
+    # why a provider call failed, so that a fallback under a fault says what it fell back from
+    failed_calls: dict[str, list[str]] = defaultdict(list)
+    for message in messages:
+        event = message.event.event if message.event is not None else None
+        if isinstance(event, ProviderCallFailed):
+            failed_calls[event.session_id].append(
+                f"{event.provider.value} {event.error_code}: {event.message}"
+            )
     problems = [f"undecodable messages at {undecodable}"] if undecodable else []
     ours = set()
     for command_id, accepted in ledger.accepted.items():
@@ -216,7 +225,11 @@ def check_commands_in_stream(ledger: Ledger, messages: Sequence[StreamMessage]) 
         types = [event_type for _, event_type, _ in stored]
         commands = {stored_command for _, _, stored_command in stored}
         if types != CREATED_TYPES or commands != {command_id}:
-            problems.append(f"{command_id} ({reply.session_id}): {types} by {sorted(commands)}")
+            failures = failed_calls.get(reply.session_id, [])
+            problems.append(
+                f"{command_id} ({reply.session_id}): {types} by {sorted(commands)}"
+                + (f"; failed calls: {failures}" if failures else "")
+            )
         elif stored[-1][0] != reply.sequence:
             problems.append(f"{command_id}: replied {reply.sequence}, stored at {stored[-1][0]}")
     foreign = sorted({command for events in by_session.values() for _, _, command in events} - ours)
